@@ -1,0 +1,135 @@
+"""Base classes of the two kinds of balancer, composed by the model as optax composes transformations.
+
+* A :class:`Weighting` works on the loss level: it turns the vector of per-task losses into weighted
+  per-task losses (whose sum is the training objective) and may own trainable variables.
+* An :class:`Aggregator` works on the gradient level: it turns the Jacobian ``J`` (T, P), row ``i`` the
+  gradient of task ``i``'s weighted loss with respect to the shared parameters (or the shared
+  representation), into one update direction (P,).
+
+A model takes one of each; adding a method is one class in one file plus ``@register_*``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from mtl_keras._registry import Registry
+
+AGGREGATORS: Registry[Aggregator] = Registry("gradient aggregator")
+WEIGHTINGS: Registry[Weighting] = Registry("loss weighting")
+
+
+def state_variable(value: Any, name: str, dtype: tf.DType = tf.float32) -> tf.Variable:
+    """A non-trainable state variable that stays identical on every replica.
+
+    Balancer state is updated from values that are already all-reduced, so every replica computes the
+    same update; ``ONLY_FIRST_REPLICA`` keeps one copy of it under a distribution strategy.
+    """
+    return tf.Variable(
+        tf.cast(value, dtype),
+        name=name,
+        trainable=False,
+        synchronization=tf.VariableSynchronization.ON_WRITE,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
+
+
+class _Balancer:
+    """Shared plumbing: keyword-only options, lazy ``build`` with the number of tasks, config."""
+
+    registered_name: str = ""
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        self.seed = seed
+        self.num_tasks: int | None = None
+
+    def build(self, num_tasks: int) -> None:
+        """Create state for ``num_tasks`` tasks. Called once by the model, inside the strategy scope."""
+        if num_tasks < 1:
+            raise ValueError(f"Expected `num_tasks` to be a positive integer. Received: num_tasks={num_tasks}")
+        self.num_tasks = num_tasks
+
+    @property
+    def built(self) -> bool:
+        return self.num_tasks is not None
+
+    def _maybe_build(self, num_tasks: int) -> None:
+        if self.num_tasks is None:
+            self.build(num_tasks)
+        elif self.num_tasks != num_tasks:
+            raise ValueError(
+                f"{type(self).__name__} was built for {self.num_tasks} tasks and received {num_tasks}."
+            )
+
+    def _step_seed(self, step: tf.Tensor) -> tf.Tensor:
+        """A stateless-RNG seed of shape (2,) for this call: (seed, step)."""
+        return tf.stack([tf.constant(self.seed or 0, tf.int64), tf.cast(step, tf.int64)])
+
+    def get_config(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Any:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Aggregator(_Balancer):
+    """Gradient-level balancer: ``aggregate(J)`` maps a (T, P) Jacobian to a (P,) update direction.
+
+    Contract, checked for every registered aggregator by one test:
+
+    * works eagerly and inside ``tf.function``;
+    * a zero row (a task with no labels in the batch) never produces NaN;
+    * randomness is drawn with stateless ops seeded by ``(seed, call counter)``.
+    """
+
+    #: False for aggregators whose result is a fixed linear combination of the rows (mean, sum): the model
+    #: then skips the Jacobian and back-propagates the combined loss once.
+    needs_jacobian: bool = True
+
+    def aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
+        jacobian = tf.convert_to_tensor(jacobian)
+        if jacobian.shape.rank != 2:
+            raise ValueError(
+                f"Expected `jacobian` of rank 2 (num_tasks, num_params). Received shape {jacobian.shape}."
+            )
+        num_tasks = jacobian.shape[0]
+        if num_tasks is None:
+            raise ValueError("The number of tasks (first dimension of `jacobian`) must be static.")
+        self._maybe_build(int(num_tasks))
+        return self._aggregate(jacobian)
+
+    def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def combination_weights(self) -> tf.Tensor | None:
+        """Static row weights when ``needs_jacobian`` is False (update = weightsᵀ J); else None."""
+        return None
+
+
+class Weighting(_Balancer):
+    """Loss-level balancer: the objective is Σ_i (λ_i L_i + c_i), affine in each task loss.
+
+    ``weigh(losses)`` receives the global per-task losses (T,) as constants and returns ``(λ, c)``, both (T,).
+    λ and c may depend on the weighting's own variables (uncertainty weighting: λ = 1/(2e^s), c = s/2), which
+    the model's optimizer trains with the objective, or on loss history (DWA). Keeping the objective affine
+    in L_i is what makes it exact under a distribution strategy: each replica contributes λ_i·(its share of
+    L_i) + c_i/R, and the replicas' sum is the single-device objective.
+    """
+
+    def weigh(self, losses: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        raise NotImplementedError
+
+    def weights(self) -> tf.Tensor:
+        """The current weight of each task (T,), for the logs."""
+        raise NotImplementedError
+
+    @property
+    def trainable_variables(self) -> list[tf.Variable]:
+        return []

@@ -1,0 +1,127 @@
+"""`Balancer`: one loss weighting plus at most one gradient aggregator, and the level it works at."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from mtl_keras._registry import suggest
+from mtl_keras.balancers.base import AGGREGATORS, WEIGHTINGS, Aggregator, Weighting
+
+LEVELS = ("param", "rep")
+
+
+@dataclasses.dataclass
+class Balancer:
+    """What a :class:`~mtl_keras.MultiTaskModel` balances tasks with.
+
+    Args:
+        weighting: the loss-level weighting (static equal weights when omitted).
+        aggregator: the gradient-level aggregator, or None to back-propagate the weighted sum once.
+        level: ``"param"`` aggregates the gradients of the shared variables; ``"rep"`` aggregates the
+            gradients of the shared representation the builder declares, then back-propagates once.
+        log_conflicts: log the pairwise cosine of task gradients and the fraction of conflicting pairs
+            (costs one Jacobian per step when the aggregator does not need one anyway).
+    """
+
+    weighting: Weighting
+    aggregator: Aggregator | None = None
+    level: str = "param"
+    log_conflicts: bool = False
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ValueError(
+                f"Expected `level` to be one of {list(LEVELS)}. Received: level={self.level!r}"
+                + suggest(str(self.level), list(LEVELS))
+            )
+        if not isinstance(self.weighting, Weighting):
+            raise ValueError(f"Expected a loss weighting. Received: {self.weighting!r}")
+        if self.aggregator is not None and not isinstance(self.aggregator, Aggregator):
+            raise ValueError(f"Expected a gradient aggregator. Received: {self.aggregator!r}")
+
+    @property
+    def needs_jacobian(self) -> bool:
+        return self.log_conflicts or (self.aggregator is not None and self.aggregator.needs_jacobian)
+
+    def build(self, num_tasks: int) -> None:
+        if not self.weighting.built:
+            self.weighting.build(num_tasks)
+        if self.aggregator is not None and not self.aggregator.built:
+            self.aggregator.build(num_tasks)
+
+    def describe(self) -> str:
+        parts = [self.weighting.registered_name]
+        if self.aggregator is not None:
+            parts.append(self.aggregator.registered_name)
+        return "+".join(parts) + ("@rep" if self.level == "rep" else "")
+
+
+def get(identifier: str, **options: Any) -> Weighting | Aggregator:
+    """Return the registered weighting or aggregator called ``identifier``, built with ``options``."""
+    if identifier in WEIGHTINGS.names():
+        return WEIGHTINGS.get(identifier, **options)
+    if identifier in AGGREGATORS.names():
+        return AGGREGATORS.get(identifier, **options)
+    known = WEIGHTINGS.names() + AGGREGATORS.names()
+    raise ValueError(f"Unknown balancer {identifier!r}. Expected one of {known}." + suggest(identifier, known))
+
+
+def names() -> dict[str, list[str]]:
+    return {"weightings": WEIGHTINGS.names(), "aggregators": AGGREGATORS.names()}
+
+
+def resolve(
+    balancer: Any = None,
+    *,
+    level: str = "param",
+    log_conflicts: bool = False,
+    static_weights: Sequence[float] | None = None,
+) -> Balancer:
+    """Turn what a user passes as ``balancer=`` into a :class:`Balancer`.
+
+    Accepted: None (static weights), a registered name (``"pcgrad"``; ``"uncertainty+pcgrad"`` combines a
+    weighting and an aggregator), a weighting or aggregator object, a list/tuple of one weighting and one
+    aggregator (names or objects), or a :class:`Balancer`.
+    """
+    if isinstance(balancer, Balancer):
+        if static_weights is not None:
+            raise ValueError("`loss_weights` cannot be combined with a Balancer object; use Static(weights=...).")
+        return balancer
+    if balancer is None:
+        parts: list[Any] = []
+    elif isinstance(balancer, str):
+        parts = [p.strip() for p in balancer.split("+")]
+    elif isinstance(balancer, (list, tuple)):
+        parts = list(balancer)
+    else:
+        parts = [balancer]
+    objects = [get(p) if isinstance(p, str) else p for p in parts]
+    weightings = [o for o in objects if isinstance(o, Weighting)]
+    aggregators = [o for o in objects if isinstance(o, Aggregator)]
+    others = [o for o in objects if not isinstance(o, (Weighting, Aggregator))]
+    if others:
+        raise ValueError(
+            f"Expected balancer parts to be weightings or aggregators (names or objects). Received: {others!r}"
+        )
+    if len(weightings) > 1 or len(aggregators) > 1:
+        raise ValueError(
+            "A balancer combines at most one loss weighting and one gradient aggregator. Received "
+            f"weightings {[w.registered_name for w in weightings]} and "
+            f"aggregators {[a.registered_name for a in aggregators]}."
+        )
+    if static_weights is not None:
+        if weightings and weightings[0].registered_name != "static":
+            raise ValueError(
+                f"`loss_weights` are static weights and cannot be combined with the "
+                f"{weightings[0].registered_name!r} weighting."
+            )
+        weightings = [WEIGHTINGS.get("static", weights=list(static_weights))]
+    weighting = weightings[0] if weightings else WEIGHTINGS.get("static")
+    return Balancer(
+        weighting=weighting,
+        aggregator=aggregators[0] if aggregators else None,
+        level=level,
+        log_conflicts=log_conflicts,
+    )

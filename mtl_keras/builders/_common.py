@@ -1,0 +1,109 @@
+"""Pieces every builder uses: blocks, task heads, the graph record, and the final MultiTaskModel.
+
+A builder is two functions in its own file: ``graph(tasks, features, *, prefix, **options) -> Graph`` wires
+the layers on a feature tensor, and the public builder turns ``inputs`` into that feature tensor, calls
+``graph`` and wraps the result. ``single_task`` reuses the ``graph`` functions to build per-task columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+
+from mtl_keras.builders.inputs import make_inputs
+from mtl_keras.layers._checks import check_positive_int, check_rate
+from mtl_keras.layers.towers import Tower
+from mtl_keras.model import MultiTaskModel
+from mtl_keras.tasks import Task, as_tasks
+
+#: A block of a column/trunk: an int (a Dense layer with that many units) or a zero-argument factory
+#: returning a fresh Keras layer (e.g. ``lambda: keras.layers.Conv2D(16, 3, activation="relu")``).
+Block = int | Callable[[], keras.layers.Layer]
+
+
+@dataclasses.dataclass
+class Graph:
+    """What a builder wired: the task outputs, the layers shared by several tasks, the representation layer."""
+
+    outputs: dict[str, Any]
+    shared_layers: list[keras.layers.Layer] = dataclasses.field(default_factory=list)
+    representation: keras.layers.Layer | None = None
+
+
+GraphFn = Callable[..., Graph]
+
+
+def check_blocks(blocks: Any, name: str) -> list[Block]:
+    if isinstance(blocks, (int, str)) or not isinstance(blocks, Sequence):
+        raise ValueError(
+            f"Expected `{name}` to be a list of blocks (ints for Dense sizes or layer factories). "
+            f"Received: {name}={blocks!r}"
+        )
+    for block in blocks:
+        if isinstance(block, int) and not isinstance(block, bool):
+            check_positive_int(block, name)
+        elif not callable(block):
+            raise ValueError(
+                f"Expected every entry of `{name}` to be a positive int or a layer factory. Received: {block!r}"
+            )
+    return list(blocks)
+
+
+def make_block(block: Block, *, activation: str, name: str) -> keras.layers.Layer:
+    if isinstance(block, int):
+        return keras.layers.Dense(block, activation=activation, name=name)
+    layer = block()
+    if not isinstance(layer, keras.layers.Layer):
+        raise ValueError(f"Expected a block factory to return a keras Layer. Received: {layer!r}")
+    # Give factory-made layers a unique, predictable name inside the model.
+    layer.name = name  # type: ignore[misc]
+    return layer
+
+
+def apply_block(layer: keras.layers.Layer, x: Any, *, flatten_name: str) -> Any:
+    """Apply ``layer``; a Dense layer on an image-shaped tensor gets it flattened first."""
+    if isinstance(layer, keras.layers.Dense) and len(x.shape) > 2:
+        x = keras.layers.Flatten(name=flatten_name)(x)
+    return layer(x)
+
+
+def flatten(x: Any, name: str) -> Any:
+    return keras.layers.Flatten(name=name)(x) if len(x.shape) > 2 else x
+
+
+def tower(task: Task, units: Sequence[int], *, dropout: float = 0.0, prefix: str = "") -> Tower:
+    """The tower of ``task``: hidden ``units`` then the output layer its kind needs."""
+    return Tower(
+        units=units,
+        output_units=task.output_units,
+        output_activation=task.activation,
+        dropout=check_rate(dropout, "dropout"),
+        name=f"{prefix}tower_{task.name}",
+    )
+
+
+def build_model(
+    graph_fn: GraphFn,
+    tasks: Any,
+    inputs: Any,
+    *,
+    name: str,
+    balancer: Any = None,
+    **options: Any,
+) -> MultiTaskModel:
+    """make_inputs → graph → MultiTaskModel recording its shared layers and representation layer."""
+    task_list = as_tasks(tasks)
+    model_inputs, features = make_inputs(inputs)
+    graph = graph_fn(task_list, features, prefix="", **options)
+    return MultiTaskModel(
+        model_inputs,
+        graph.outputs,
+        tasks=task_list,
+        shared_layers=[layer.name for layer in graph.shared_layers],
+        representation=graph.representation.name if graph.representation is not None else None,
+        balancer=balancer,
+        name=name,
+    )

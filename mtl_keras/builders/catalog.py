@@ -1,0 +1,49 @@
+"""The architectures by name: their public builder and the graph function ``single_task`` reuses."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from mtl_keras._registry import suggest
+from mtl_keras.builders import hard_sharing, mmoe
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    builder: Callable[..., Any]
+    graph: Callable[..., Any]
+    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "hard_sharing": Architecture(hard_sharing.hard_sharing, hard_sharing.graph),
+    "mmoe": Architecture(mmoe.mmoe, mmoe.graph),
+    "omoe": Architecture(mmoe.omoe, mmoe.graph, {"one_gate": True}),
+}
+
+
+def _lookup(name: str) -> Architecture:
+    if name not in ARCHITECTURES:
+        names = sorted(ARCHITECTURES)
+        raise ValueError(f"Unknown architecture {name!r}. Expected one of {names}." + suggest(name, names))
+    return ARCHITECTURES[name]
+
+
+def graph_for(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+    architecture = _lookup(name)
+    return architecture.graph, architecture.fixed
+
+
+def get_builder(name: str) -> Callable[..., Any]:
+    """The public builder of architecture ``name`` (``"single_task"`` included)."""
+    if name == "single_task":
+        from mtl_keras.builders.single_task import single_task
+
+        return single_task
+    return _lookup(name).builder
+
+
+def names() -> list[str]:
+    return sorted([*ARCHITECTURES, "single_task"])

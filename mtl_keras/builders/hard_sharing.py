@@ -1,0 +1,88 @@
+"""Hard parameter sharing (Caruana 1997) with a tunable sharing depth."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mtl_keras.builders._common import Block, Graph, apply_block, build_model, check_blocks, make_block, tower
+from mtl_keras.layers._checks import check_positive_ints
+from mtl_keras.model import MultiTaskModel
+from mtl_keras.tasks import Task
+
+
+def graph(
+    tasks: list[Task],
+    features: Any,
+    *,
+    prefix: str = "",
+    trunk: Sequence[Block] = (64, 32),
+    sharing_depth: int | None = None,
+    tower_units: Sequence[int] = (16,),
+    activation: str = "relu",
+    dropout: float = 0.0,
+) -> Graph:
+    blocks = check_blocks(trunk, "trunk")
+    tower_units = check_positive_ints(tower_units, "tower_units")
+    depth = len(blocks) if sharing_depth is None else sharing_depth
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= len(blocks):
+        raise ValueError(
+            f"Expected `sharing_depth` to be an integer in [0, {len(blocks)}] (the number of trunk blocks). "
+            f"Received: sharing_depth={sharing_depth!r}"
+        )
+    shared = []
+    x = features
+    for i in range(depth):
+        layer = make_block(blocks[i], activation=activation, name=f"{prefix}shared_{i}")
+        x = apply_block(layer, x, flatten_name=f"{prefix}shared_flatten_{i}")
+        shared.append(layer)
+    outputs = {}
+    for task in tasks:
+        h = x
+        for i in range(depth, len(blocks)):
+            layer = make_block(blocks[i], activation=activation, name=f"{prefix}{task.name}_block_{i}")
+            h = apply_block(layer, h, flatten_name=f"{prefix}{task.name}_flatten_{i}")
+        outputs[task.name] = tower(task, tower_units, dropout=dropout, prefix=prefix)(h)
+    return Graph(outputs=outputs, shared_layers=shared, representation=shared[-1] if shared else None)
+
+
+def hard_sharing(
+    tasks: Any,
+    inputs: Any,
+    *,
+    trunk: Sequence[Block] = (64, 32),
+    sharing_depth: int | None = None,
+    tower_units: Sequence[int] = (16,),
+    activation: str = "relu",
+    dropout: float = 0.0,
+    balancer: Any = None,
+    name: str = "hard_sharing",
+) -> MultiTaskModel:
+    """Shared trunk, then one branch per task.
+
+    Args:
+        tasks: the tasks (``Task`` objects, names, or config dicts).
+        inputs: an input size, a shape, :class:`~mtl_keras.builders.inputs.RawFeatures` or keras inputs.
+        trunk: the trunk blocks: ints (Dense sizes) or layer factories (``lambda: Conv2D(...)``).
+        sharing_depth: how many trunk blocks are shared; the remaining blocks are duplicated per task.
+            ``len(trunk)`` (default) is the classic shared bottom, ``0`` is separate columns.
+        tower_units: hidden sizes of each task's tower, before its output layer.
+        activation: activation of Dense blocks.
+        dropout: dropout in the towers.
+        balancer: default balancer used by ``compile``.
+        name: model name.
+
+    The shared representation is the output of the last shared block.
+    """
+    return build_model(
+        graph,
+        tasks,
+        inputs,
+        name=name,
+        balancer=balancer,
+        trunk=trunk,
+        sharing_depth=sharing_depth,
+        tower_units=tower_units,
+        activation=activation,
+        dropout=dropout,
+    )

@@ -1,0 +1,100 @@
+"""Multi-gate mixture of experts (MMoE) and its one-gate variant OMoE (Ma et al., KDD 2018)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mtl_keras.builders._common import Graph, build_model, flatten, tower
+from mtl_keras.layers._checks import check_positive_ints
+from mtl_keras.layers.mixture_of_experts import Experts, Gate, GatedMixture
+from mtl_keras.model import MultiTaskModel
+from mtl_keras.tasks import Task
+
+
+def graph(
+    tasks: list[Task],
+    features: Any,
+    *,
+    prefix: str = "",
+    num_experts: int = 8,
+    expert_units: Sequence[int] = (16,),
+    tower_units: Sequence[int] = (8,),
+    one_gate: bool = False,
+    dropout: float = 0.0,
+) -> Graph:
+    tower_units = check_positive_ints(tower_units, "tower_units")
+    x = flatten(features, f"{prefix}flatten")
+    experts = Experts(num_experts, expert_units, name=f"{prefix}experts")
+    expert_outputs = experts(x)
+    shared_gate = Gate(num_experts, name=f"{prefix}gate") if one_gate else None
+    shared_layers = [experts] + ([shared_gate] if shared_gate is not None else [])
+    mix_layer = GatedMixture(name=f"{prefix}mixture") if shared_gate is not None else None
+    shared_mix = mix_layer([expert_outputs, shared_gate(x)]) if mix_layer and shared_gate else None
+    outputs = {}
+    for task in tasks:
+        if shared_mix is None:
+            gate = Gate(num_experts, name=f"{prefix}gate_{task.name}")
+            mixed = GatedMixture(name=f"{prefix}mixture_{task.name}")([expert_outputs, gate(x)])
+        else:
+            mixed = shared_mix
+        outputs[task.name] = tower(task, tower_units, dropout=dropout, prefix=prefix)(mixed)
+    # MMoE's shared representation is the experts' outputs (the gates are task-specific). OMoE's single
+    # gate is shared too, so its representation is the mixture all towers read.
+    representation = experts if mix_layer is None else mix_layer
+    return Graph(outputs=outputs, shared_layers=shared_layers, representation=representation)
+
+
+def mmoe(
+    tasks: Any,
+    inputs: Any,
+    *,
+    num_experts: int = 8,
+    expert_units: Sequence[int] = (16,),
+    tower_units: Sequence[int] = (8,),
+    dropout: float = 0.0,
+    balancer: Any = None,
+    name: str = "mmoe",
+) -> MultiTaskModel:
+    """MMoE: ``num_experts`` shared experts, one softmax gate per task over them, one tower per task.
+
+    Defaults are the MMoE paper's synthetic-data sizes (8 experts × 16 ReLU units, 8-unit towers). The shared
+    representation (for ``level="rep"`` balancers) is the stacked expert outputs (batch, experts, units).
+    """
+    return build_model(
+        graph,
+        tasks,
+        inputs,
+        name=name,
+        balancer=balancer,
+        num_experts=num_experts,
+        expert_units=expert_units,
+        tower_units=tower_units,
+        dropout=dropout,
+    )
+
+
+def omoe(
+    tasks: Any,
+    inputs: Any,
+    *,
+    num_experts: int = 8,
+    expert_units: Sequence[int] = (16,),
+    tower_units: Sequence[int] = (8,),
+    dropout: float = 0.0,
+    balancer: Any = None,
+    name: str = "omoe",
+) -> MultiTaskModel:
+    """OMoE: MMoE with one gate shared by all tasks (so every tower reads the same mixture)."""
+    return build_model(
+        graph,
+        tasks,
+        inputs,
+        name=name,
+        balancer=balancer,
+        num_experts=num_experts,
+        expert_units=expert_units,
+        tower_units=tower_units,
+        dropout=dropout,
+        one_gate=True,
+    )

@@ -1,0 +1,47 @@
+"""Single-task baselines: one independent column per task, each the full architecture for that task alone.
+
+This is what Δm % is measured against: every task gets the same backbone and budget as in the multi-task
+model, and no variable is shared, so training the columns jointly with a summed loss is the same as training
+them separately (with Adam, whose update of a variable depends only on that variable's gradient).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mtl_keras.builders._common import Graph
+from mtl_keras.builders.inputs import make_inputs
+from mtl_keras.model import MultiTaskModel
+from mtl_keras.tasks import as_tasks
+
+
+def single_task(
+    tasks: Any,
+    inputs: Any,
+    *,
+    architecture: str = "hard_sharing",
+    name: str = "single_task",
+    **options: Any,
+) -> MultiTaskModel:
+    """One column per task, each built by ``architecture``'s builder with ``options`` for that task alone.
+
+    Args:
+        tasks: the tasks.
+        inputs: as for every builder; the raw-feature preprocessing block (if any) is shared, as it has no
+            trainable variables.
+        architecture: the name of the multi-task architecture whose single-task version to build
+            (``"hard_sharing"``, ``"mmoe"``, ``"cgc"``, ...).
+        **options: that architecture's options (``trunk=``, ``num_experts=``, ...).
+
+    The result has no shared layers, so gradient aggregators are refused by ``compile``.
+    """
+    from mtl_keras.builders.catalog import graph_for
+
+    graph_fn, fixed = graph_for(architecture)
+    task_list = as_tasks(tasks)
+    model_inputs, features = make_inputs(inputs)
+    outputs: dict[str, Any] = {}
+    for task in task_list:
+        graph: Graph = graph_fn([task], features, prefix=f"{task.name}__", **fixed, **options)
+        outputs.update(graph.outputs)
+    return MultiTaskModel(model_inputs, outputs, tasks=task_list, name=name)

@@ -1,0 +1,537 @@
+"""`MultiTaskModel`: a Functional Keras model with one named output per task and a balancing train step.
+
+Outputs are always a dict keyed by task name. The train step
+
+1. computes every task's loss as a *masked* mean over the examples that have a label (NaN labels and zero
+   per-task sample weights are missing labels), so a task without labels in a batch has loss 0 and no NaN;
+2. weighs the losses with the balancer's loss weighting (static weights by default);
+3. either back-propagates the weighted sum once, or builds the Jacobian of the task losses with respect to
+   the shared variables (``level="param"``) or the shared representation (``level="rep"``) and lets the
+   balancer's gradient aggregator turn it into one update of the shared part. Task-specific variables always
+   get the gradient of the weighted sum, i.e. their own task's gradient.
+
+Under a ``tf.distribute`` strategy every replica uses the *global* number of labelled examples per task as
+the denominator of its masked mean, so the replicas' losses add up to the single-device loss exactly; the
+per-task gradients are all-reduced before aggregation and the aggregated update is divided by the number of
+replicas before ``optimizer.apply`` sums it again (REFERENCE.md, "Distribution").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from mtl_keras import balancers as balancers_lib
+from mtl_keras._registry import serializable, suggest
+from mtl_keras.tasks import Task, as_tasks, per_example_loss
+
+
+@serializable
+class MultiTaskModel(keras.Model):
+    """A Functional model whose outputs are ``{task name: tensor}``.
+
+    Build one with a builder (``mtl_keras.builders.mmoe(...)``) or directly from functional inputs and a dict
+    of outputs: ``MultiTaskModel(inputs, {"a": head_a, "b": head_b}, tasks=[Task("a"), Task("b")])``.
+
+    Args:
+        tasks: the tasks, one per output; output keys must equal the task names.
+        shared_layers: names of the layers whose variables are shared by several tasks (the variables the
+            gradient aggregators act on at parameter level).
+        representation: name of the layer whose output is the shared representation (the tensor the
+            aggregators act on at representation level); every path from a shared variable to a loss must
+            pass through it.
+        balancer: default balancer for ``compile`` (see :func:`mtl_keras.balancers.resolve`).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        tasks: Sequence[Task | str | dict[str, Any]],
+        shared_layers: Sequence[str] = (),
+        representation: str | None = None,
+        balancer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.tasks = as_tasks(tasks)
+        self.task_names = [t.name for t in self.tasks]
+        output_names = self._output_dict_keys()
+        if sorted(output_names) != sorted(self.task_names):
+            raise ValueError(
+                "Expected the model outputs to be a dict keyed by the task names "
+                f"{self.task_names}. Received outputs keyed by {output_names}."
+            )
+        layer_names = {layer.name for layer in self.layers}
+        for name in list(shared_layers) + ([representation] if representation else []):
+            if name not in layer_names:
+                raise ValueError(
+                    f"Unknown layer {name!r} in `shared_layers`/`representation`."
+                    + suggest(name, sorted(layer_names))
+                )
+        self.shared_layer_names = list(shared_layers)
+        self.representation_name = representation
+        self._default_balancer = balancer
+        self._mtl_compiled = False
+
+    def _output_dict_keys(self) -> list[str]:
+        structure = getattr(self, "_outputs_struct", None)
+        if not isinstance(structure, dict):
+            return []
+        return list(structure.keys())
+
+    # --- what is shared ---------------------------------------------------------------------------------
+
+    @property
+    def shared_variables(self) -> list[keras.Variable]:
+        """Trainable variables of the shared layers (deduplicated, in layer order)."""
+        seen: set[int] = set()
+        result = []
+        for name in self.shared_layer_names:
+            for variable in self.get_layer(name).trainable_variables:
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    result.append(variable)
+        return result
+
+    @property
+    def task_specific_variables(self) -> list[keras.Variable]:
+        shared = {id(v) for v in self.shared_variables}
+        return [v for v in self.trainable_variables if id(v) not in shared]
+
+    def _representation_model(self) -> keras.Model:
+        """A Functional model over the same layers returning ``(outputs, representation)``."""
+        cached = self.__dict__.get("_rep_model")
+        if cached is None:
+            if self.representation_name is None:
+                raise ValueError(
+                    f"Model {self.name!r} declares no shared representation, so `level='rep'` cannot be "
+                    "used; use level='param'."
+                )
+            representation = self.get_layer(self.representation_name).output
+            cached = keras.Model(self.inputs, [self.outputs, representation])
+            # Bypass Keras attribute tracking: the layers are already this model's layers.
+            object.__setattr__(self, "_rep_model", cached)
+        return cached
+
+    # --- compile ----------------------------------------------------------------------------------------
+
+    def compile(  # type: ignore[override]
+        self,
+        optimizer: Any = "adam",
+        loss: Any = None,
+        metrics: Any = None,
+        loss_weights: Any = None,
+        *,
+        balancer: Any = None,
+        balancer_level: str = "param",
+        log_conflicts: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Configure training.
+
+        Args:
+            optimizer: a Keras optimizer or its name.
+            loss: ``{task: loss}`` (tasks left out use their `Task` loss), or one loss for every task.
+            metrics: ``{task: [metrics]}`` (tasks left out use their `Task` metrics).
+            loss_weights: ``{task: weight}`` or a list in task order: static weights.
+            balancer: a loss weighting and/or gradient aggregator (``"uncertainty"``, ``"pcgrad"``,
+                ``"uncertainty+pcgrad"``, objects, or a :class:`~mtl_keras.balancers.Balancer`).
+            balancer_level: ``"param"`` or ``"rep"``, where gradient aggregators act.
+            log_conflicts: log pairwise task-gradient cosines and the fraction of conflicting pairs.
+            **kwargs: passed to ``keras.Model.compile`` (``jit_compile``, ``steps_per_execution``, ...).
+        """
+        for key in ("loss_weights", "weighted_metrics"):
+            if key in kwargs:
+                raise ValueError(f"`{key}` is not supported by MultiTaskModel.compile.")
+        losses = self._per_task(loss, "loss")
+        metric_spec = self._per_task(metrics, "metrics", broadcast=False)
+        static_weights = None
+        if loss_weights is not None:
+            weights = self._per_task(loss_weights, "loss_weights", broadcast=False)
+            static_weights = [float(weights.get(name, 1.0)) for name in self.task_names]
+        self.balancer = balancers_lib.resolve(
+            balancer if balancer is not None else self._default_balancer,
+            level=balancer_level,
+            log_conflicts=log_conflicts,
+            static_weights=static_weights,
+        )
+        self.balancer.build(len(self.tasks))
+        if self.balancer.level == "rep" and self.balancer.aggregator is not None:
+            self._representation_model()
+        if self.balancer.needs_jacobian and not self.shared_layer_names:
+            raise ValueError(
+                f"Balancer {self.balancer.describe()!r} aggregates gradients of shared variables, but model "
+                f"{self.name!r} declares none (e.g. soft sharing or single-task models)."
+            )
+        self._task_losses = [
+            per_example_loss(losses[t.name]) if t.name in losses else t.get_loss() for t in self.tasks
+        ]
+        self._task_metrics = []
+        for task in self.tasks:
+            if task.name in metric_spec:
+                spec = metric_spec[task.name]
+                spec = [spec] if isinstance(spec, (str, keras.metrics.Metric)) else list(spec)
+                task = Task(**{**task.get_config(), "metrics": spec})  # validated like Task metrics
+            self._task_metrics.append(task.get_metrics())
+        self._total_tracker = keras.metrics.Mean(name="loss")
+        self._loss_trackers = [keras.metrics.Mean(name=f"{name}_loss") for name in self.task_names]
+        self._weight_trackers = [keras.metrics.Mean(name=f"{name}_weight") for name in self.task_names]
+        self._conflict_trackers: list[keras.metrics.Metric] = []
+        if self.balancer.log_conflicts:
+            for i, a in enumerate(self.task_names):
+                for b in self.task_names[i + 1 :]:
+                    self._conflict_trackers.append(keras.metrics.Mean(name=f"cos_{a}_{b}"))
+            self._conflict_trackers.append(keras.metrics.Mean(name="conflict_fraction"))
+        super().compile(optimizer=optimizer, **kwargs)
+        self._mtl_compiled = True
+        self._mtl_compile_config = {
+            "loss": {k: keras.saving.serialize_keras_object(v) for k, v in losses.items()},
+            "metrics": {
+                k: [m if isinstance(m, str) else keras.saving.serialize_keras_object(m) for m in _as_list(v)]
+                for k, v in metric_spec.items()
+            },
+            "balancer": _serialize_balancer(self.balancer),
+        }
+
+    def get_compile_config(self) -> dict[str, Any] | None:
+        if not getattr(self, "_mtl_compiled", False):
+            return None
+        return {
+            "optimizer": keras.saving.serialize_keras_object(self.optimizer),
+            **self._mtl_compile_config,
+        }
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        config = keras.saving.deserialize_keras_object(config)
+        balancer = config["balancer"]
+        self.compile(
+            optimizer=config["optimizer"],
+            loss=config["loss"] or None,
+            metrics=config["metrics"] or None,
+            balancer=balancers_lib.Balancer(
+                weighting=balancer["weighting"],
+                aggregator=balancer["aggregator"],
+                level=balancer["level"],
+                log_conflicts=balancer["log_conflicts"],
+            ),
+        )
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def _per_task(self, value: Any, argument: str, *, broadcast: bool = True) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in self.task_names]
+            if unknown:
+                raise ValueError(
+                    f"Unknown task {unknown[0]!r} in `{argument}`. Expected task names {self.task_names}."
+                    + suggest(str(unknown[0]), self.task_names)
+                )
+            return dict(value)
+        if isinstance(value, (list, tuple)) and argument == "loss_weights":
+            if len(value) != len(self.task_names):
+                raise ValueError(
+                    f"Expected `{argument}` to have {len(self.task_names)} entries (one per task). "
+                    f"Received: {len(value)}"
+                )
+            return dict(zip(self.task_names, value, strict=True))
+        if broadcast or argument == "metrics":
+            return {name: value for name in self.task_names}
+        raise ValueError(f"Expected `{argument}` to be a dict keyed by task names. Received: {value!r}")
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        if not getattr(self, "_mtl_compiled", False):
+            return super().metrics
+        result: list[keras.metrics.Metric] = [self._total_tracker, *self._loss_trackers]
+        for task_metrics in self._task_metrics:
+            result.extend(task_metrics)
+        return result + self._weight_trackers + self._conflict_trackers
+
+    # --- labels and losses ------------------------------------------------------------------------------
+
+    def _standardize_targets(self, y: Any, sample_weight: Any) -> tuple[list[tf.Tensor], list[Any]]:
+        if not isinstance(y, dict):
+            if len(self.tasks) == 1:
+                y = {self.task_names[0]: y}
+            else:
+                raise ValueError(
+                    f"Expected labels `y` as a dict keyed by the task names {self.task_names}. "
+                    f"Received: {type(y).__name__}"
+                )
+        unknown = [k for k in y if k not in self.task_names]
+        if unknown:
+            raise ValueError(
+                f"Unknown task {unknown[0]!r} in the labels. Expected task names {self.task_names}."
+                + suggest(str(unknown[0]), self.task_names)
+            )
+        missing = [name for name in self.task_names if name not in y]
+        if missing:
+            raise ValueError(
+                f"No labels for task(s) {missing}: every head needs a label entry (use NaN for missing "
+                f"labels). Received labels for {sorted(y)}."
+            )
+        if sample_weight is None:
+            weights: dict[str, Any] = {}
+        elif isinstance(sample_weight, dict):
+            unknown = [k for k in sample_weight if k not in self.task_names]
+            if unknown:
+                raise ValueError(
+                    f"Unknown task {unknown[0]!r} in `sample_weight`. Expected task names {self.task_names}."
+                )
+            weights = sample_weight
+        else:
+            weights = {name: sample_weight for name in self.task_names}
+        return [y[name] for name in self.task_names], [weights.get(name) for name in self.task_names]
+
+    def _masked_parts(
+        self, index: int, y_true: Any, y_pred: tf.Tensor, sample_weight: Any
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Per-task (sum of per-example losses over labelled examples, labelled count, clean labels, mask)."""
+        task = self.tasks[index]
+        y_pred = tf.cast(y_pred, tf.float32)
+        y_true = tf.cast(y_true, tf.float32)
+        if y_true.shape.rank == 1:
+            y_true = tf.expand_dims(y_true, -1)
+        if task.kind == "multiclass":
+            if y_true.shape.rank != 2 or y_true.shape[-1] not in (1, None):
+                raise ValueError(
+                    f"Expected integer class labels of shape (batch,) or (batch, 1) for multiclass task "
+                    f"{task.name!r}. Received labels of shape {tuple(y_true.shape)}."
+                )
+        elif y_true.shape[1:].num_elements() != y_pred.shape[1:].num_elements():
+            raise ValueError(
+                f"Labels of task {task.name!r} have shape {tuple(y_true.shape)}; expected (batch,) + "
+                f"{tuple(y_pred.shape[1:])} to match its head."
+            )
+        labelled = tf.logical_not(tf.math.is_nan(y_true))
+        if y_true.shape.rank > 1:
+            labelled = tf.reduce_all(labelled, axis=list(range(1, y_true.shape.rank)))
+        mask = tf.cast(labelled, tf.float32)
+        if sample_weight is not None:
+            weight = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+            mask = mask * weight
+        clean = tf.where(tf.math.is_nan(y_true), tf.zeros_like(y_true), y_true)
+        if task.kind != "multiclass":
+            clean = tf.reshape(clean, tf.shape(y_pred))
+        per_example = self._task_losses[index](clean, y_pred)
+        per_example = tf.cast(per_example, tf.float32)
+        if per_example.shape.rank > 1:
+            per_example = tf.reduce_mean(per_example, axis=list(range(1, per_example.shape.rank)))
+        loss_sum = tf.reduce_sum(tf.where(mask > 0, per_example, tf.zeros_like(per_example)) * mask)
+        return loss_sum, tf.reduce_sum(mask), clean, mask
+
+    def _task_losses_for(
+        self, y: list[Any], y_pred: dict[str, tf.Tensor], sample_weight: list[Any]
+    ) -> tuple[tf.Tensor, tf.Tensor, list[tuple[tf.Tensor, tf.Tensor]]]:
+        """Return (this replica's share of each task loss (T,), global task losses (T,), clean labels/masks)."""
+        sums, counts, extras = [], [], []
+        for i, name in enumerate(self.task_names):
+            loss_sum, count, clean, mask = self._masked_parts(i, y[i], y_pred[name], sample_weight[i])
+            sums.append(loss_sum)
+            counts.append(count)
+            extras.append((clean, mask))
+        sums_t = tf.stack(sums)
+        counts_t = _all_reduce_sum(tf.stack(counts))
+        share = tf.math.divide_no_nan(sums_t, counts_t)
+        global_losses = _all_reduce_sum(tf.stop_gradient(share))
+        return share, global_losses, extras
+
+    def _update_metrics(
+        self,
+        global_losses: tf.Tensor,
+        total: tf.Tensor,
+        weights: tf.Tensor,
+        y_pred: dict[str, tf.Tensor],
+        extras: list[tuple[tf.Tensor, tf.Tensor]],
+    ) -> None:
+        # Replicas compute identical global values; Keras sums metric states across replicas, so
+        # updating with the same value on each replica keeps the mean right.
+        self._total_tracker.update_state(total)
+        for i, name in enumerate(self.task_names):
+            self._loss_trackers[i].update_state(global_losses[i])
+            self._weight_trackers[i].update_state(weights[i])
+            clean, mask = extras[i]
+            for metric in self._task_metrics[i]:
+                metric.update_state(clean, tf.cast(y_pred[name], tf.float32), sample_weight=mask)
+
+    def _logs(self) -> dict[str, tf.Tensor]:
+        return {m.name: m.result() for m in self.metrics}
+
+    # --- train / test -----------------------------------------------------------------------------------
+
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y, sample_weight = self._standardize_targets(y, sample_weight)
+        balancer = self.balancer
+        use_rep = balancer.level == "rep" and balancer.aggregator is not None
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape(persistent=balancer.needs_jacobian) as tape:
+            if use_rep:
+                y_pred, representation = self._representation_model()(x, training=True)
+            else:
+                y_pred = self(x, training=True)
+            share, global_losses, extras = self._task_losses_for(y, y_pred, sample_weight)
+            weights, offsets = balancer.weighting.weigh(global_losses)
+            weighted_share = weights * share + offsets / num_replicas
+            regularization = tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else 0.0
+            objective = tf.reduce_sum(weighted_share) + regularization / num_replicas
+            scaled_objective = self.optimizer.scale_loss(objective)
+        variables = self.trainable_variables + balancer.weighting.trainable_variables
+        if balancer.needs_jacobian:
+            grads = self._balanced_gradients(
+                tape, weighted_share, scaled_objective, variables, representation if use_rep else None
+            )
+        else:
+            combination = None if balancer.aggregator is None else balancer.aggregator.combination_weights()
+            if combination is not None:
+                scaled_objective = self.optimizer.scale_loss(
+                    tf.reduce_sum(combination * weighted_share) + regularization / num_replicas
+                )
+            grads = tape.gradient(scaled_objective, [v.value for v in variables])
+        del tape
+        self.optimizer.apply(grads, variables)
+        total = tf.reduce_sum(weights * global_losses + offsets) + regularization
+        self._update_metrics(global_losses, total, weights, y_pred, extras)
+        return self._logs()
+
+    def _balanced_gradients(
+        self,
+        tape: tf.GradientTape,
+        weighted_share: tf.Tensor,
+        scaled_objective: tf.Tensor,
+        variables: list[Any],
+        representation: tf.Tensor | None,
+    ) -> list[tf.Tensor]:
+        """Gradients where the shared part's update comes from the aggregator."""
+        balancer = self.balancer
+        shared = self.shared_variables
+        shared_ids = {id(v) for v in shared}
+        scale = self.optimizer.scale_loss(tf.constant(1.0))
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        task_specific = [v for v in variables if id(v) not in shared_ids]
+        specific_grads = tape.gradient(
+            scaled_objective, [v.value for v in task_specific], unconnected_gradients="zero"
+        )
+        by_id = {id(v): g for v, g in zip(task_specific, specific_grads, strict=True)}
+        if representation is not None:
+            source: Any = representation
+            rows = [
+                tf.reshape(tape.gradient(scale * weighted_share[i], source, unconnected_gradients="zero"), [-1])
+                for i in range(len(self.tasks))
+            ]
+            local_jacobian = tf.stack(rows) / scale
+            jacobian, offset, local_size = _all_gather_columns(local_jacobian)
+        else:
+            rows = []
+            for i in range(len(self.tasks)):
+                task_grads = tape.gradient(
+                    scale * weighted_share[i], [v.value for v in shared], unconnected_gradients="zero"
+                )
+                rows.append(tf.concat([tf.reshape(g, [-1]) for g in task_grads], axis=0))
+            jacobian = _all_reduce_sum(tf.stack(rows) / scale)
+        if balancer.log_conflicts:
+            self._log_conflicts(jacobian)
+        if balancer.aggregator is None:
+            direction = tf.reduce_sum(jacobian, axis=0)
+        else:
+            direction = balancer.aggregator.aggregate(jacobian)
+        if representation is not None:
+            local_direction = tf.reshape(direction[offset : offset + local_size], tf.shape(representation))
+            shared_grads = tape.gradient(
+                representation,
+                [v.value for v in shared],
+                output_gradients=scale * tf.cast(local_direction, representation.dtype),
+                unconnected_gradients="zero",
+            )
+        else:
+            flat = direction * scale / num_replicas
+            shared_grads, start = [], 0
+            for v in shared:
+                size = int(tf.size(v.value)) if v.shape.num_elements() is None else v.shape.num_elements()
+                shared_grads.append(tf.reshape(flat[start : start + size], v.shape))
+                start += size
+        # Regularisation losses (soft-sharing penalties, kernel regularisers) on shared variables.
+        if self.losses:
+            regularization = tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) / num_replicas
+            reg_grads = tape.gradient(
+                self.optimizer.scale_loss(regularization), [v.value for v in shared], unconnected_gradients="zero"
+            )
+            shared_grads = [g + r for g, r in zip(shared_grads, reg_grads, strict=True)]
+        by_id.update({id(v): g for v, g in zip(shared, shared_grads, strict=True)})
+        return [by_id[id(v)] for v in variables]
+
+    def _log_conflicts(self, jacobian: tf.Tensor) -> None:
+        norms = tf.norm(jacobian, axis=1)
+        unit = tf.math.divide_no_nan(jacobian, norms[:, None])
+        cosine = tf.matmul(unit, unit, transpose_b=True)
+        conflicts = []
+        k = 0
+        for i in range(len(self.tasks)):
+            for j in range(i + 1, len(self.tasks)):
+                self._conflict_trackers[k].update_state(cosine[i, j])
+                conflicts.append(tf.cast(cosine[i, j] < 0, tf.float32))
+                k += 1
+        self._conflict_trackers[-1].update_state(tf.reduce_mean(tf.stack(conflicts)) if conflicts else 0.0)
+
+    def test_step(self, data: Any) -> dict[str, tf.Tensor]:
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y, sample_weight = self._standardize_targets(y, sample_weight)
+        y_pred = self(x, training=False)
+        _, global_losses, extras = self._task_losses_for(y, y_pred, sample_weight)
+        weights, offsets = self.balancer.weighting.weigh(global_losses)
+        regularization = tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else 0.0
+        total = tf.reduce_sum(weights * global_losses + offsets) + regularization
+        self._update_metrics(global_losses, total, weights, y_pred, extras)
+        return self._logs()
+
+    # --- config -----------------------------------------------------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "tasks": [t.get_config() for t in self.tasks],
+                "shared_layers": list(self.shared_layer_names),
+                "representation": self.representation_name,
+            }
+        )
+        return config
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _serialize_balancer(balancer: balancers_lib.Balancer) -> dict[str, Any]:
+    return {
+        "weighting": keras.saving.serialize_keras_object(balancer.weighting),
+        "aggregator": (
+            keras.saving.serialize_keras_object(balancer.aggregator) if balancer.aggregator is not None else None
+        ),
+        "level": balancer.level,
+        "log_conflicts": balancer.log_conflicts,
+    }
+
+
+def _all_reduce_sum(value: tf.Tensor) -> tf.Tensor:
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _all_gather_columns(local: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Concatenate (T, n_r) blocks of all replicas along columns; return (global, my offset, my size)."""
+    size = tf.shape(local)[1]
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return local, tf.constant(0), size
+    sizes = context.all_gather(tf.reshape(size, [1]), axis=0)
+    replica = context.replica_id_in_sync_group
+    offset = tf.reduce_sum(sizes[:replica])
+    return context.all_gather(local, axis=1), offset, size
