@@ -27,12 +27,12 @@ DATASETS: dict[str, Callable[..., MultiTaskDataset]] = {
 }
 
 
-
 def load_dataset(name: str, **options: Any) -> MultiTaskDataset:
     """Load a data set by its `DATASETS` name, e.g. ``load_dataset("synthetic_mmoe", p=0.5, seed=1)``."""
     if name not in DATASETS:
         raise ValueError(
-            f"Unknown data set {name!r}. Expected one of {sorted(DATASETS)}." + suggest(str(name), sorted(DATASETS))
+            f"Unknown data set {name!r}. Expected one of {sorted(DATASETS)}."
+            + suggest(str(name), sorted(DATASETS))
         )
     return DATASETS[name](**options)
 

@@ -1,4 +1,4 @@
-"""Containers for multi-task data: `Split` (one set of examples) and `MultiTaskDataset` (three splits + tasks).
+"""Containers for multi-task data: `Split` (one set of examples) and `MultiTaskDataset` (tasks + 3 splits).
 
 Labels are always a dict ``{task name: float32 array}`` with NaN marking a missing label, so data sets whose
 examples are labelled for only some tasks (and batches mixed from several data sets, see
@@ -10,14 +10,14 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from mtl_keras.tasks import Task
 
 #: Inputs: one dense array (vectors or NHWC images) or a dict of raw feature columns.
-Inputs = Union[np.ndarray, dict[str, np.ndarray]]
+Inputs = np.ndarray | dict[str, np.ndarray]
 
 #: Feature kinds a `MultiTaskDataset.features` entry may take.
 FEATURE_KINDS = ("numeric", "string_categorical", "integer_categorical")
@@ -37,11 +37,13 @@ def _check_fraction(name: str, value: Any) -> float:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if ok and 0.0 < float(value) < 1.0:
         return float(value)
-    raise ValueError(f"Expected `{name}` to be a number in the open interval (0, 1). Received: {name}={value!r}")
+    raise ValueError(
+        f"Expected `{name}` to be a number in the open interval (0, 1). Received: {name}={value!r}"
+    )
 
 
 def _check_seed(value: Any) -> int:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 0:
         return int(value)
     raise ValueError(f"Expected `seed` to be a non-negative integer. Received: seed={value!r}")
 
@@ -52,7 +54,7 @@ def _num_rows(array: np.ndarray, what: str) -> int:
     return int(array.shape[0])
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # arrays: compare contents explicitly
 class Split:
     """One set of examples: inputs ``x`` and per-task labels ``y``.
 
@@ -77,11 +79,15 @@ class Split:
             self.x = np.asarray(self.x)
             sizes = {"x": _num_rows(self.x, "`x`")}
         if not isinstance(self.y, Mapping) or not self.y:
-            raise ValueError(f"Expected `y` to be a non-empty dict {{task name: labels}}. Received: y={self.y!r}")
+            raise ValueError(
+                f"Expected `y` to be a non-empty dict {{task name: labels}}. Received: y={self.y!r}"
+            )
         self.y = {str(k): np.asarray(v, dtype=np.float32) for k, v in self.y.items()}
         sizes.update({f"y[{k!r}]": _num_rows(v, f"labels of task {k!r}") for k, v in self.y.items()})
         if len(set(sizes.values())) > 1:
-            raise ValueError(f"Expected every input and label array to have the same length. Received: {sizes}")
+            raise ValueError(
+                f"Expected every input and label array to have the same length. Received: {sizes}"
+            )
 
     def __len__(self) -> int:
         return int(next(iter(self.y.values())).shape[0])
@@ -110,7 +116,7 @@ class Split:
         return Split(x=x, y={k: v[index] for k, v in self.y.items()})
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # arrays: compare contents explicitly
 class MultiTaskDataset:
     """Tasks plus train / validation / test splits.
 
@@ -134,7 +140,9 @@ class MultiTaskDataset:
     def __post_init__(self) -> None:
         self.tasks = list(self.tasks)
         if not self.tasks or not all(isinstance(t, Task) for t in self.tasks):
-            raise ValueError(f"Expected `tasks` to be a non-empty list of Task. Received: tasks={self.tasks!r}")
+            raise ValueError(
+                f"Expected `tasks` to be a non-empty list of Task. Received: tasks={self.tasks!r}"
+            )
         names = [t.name for t in self.tasks]
         for split_name, split in self.splits.items():
             if not isinstance(split, Split):
@@ -149,11 +157,14 @@ class MultiTaskDataset:
             raise ValueError("Expected all splits to have the same kind of inputs (all dicts or all arrays).")
         if self.features is None:
             if is_dict[0]:
-                raise ValueError("Expected `features` ({name: kind}) for dict inputs. Received: features=None")
+                raise ValueError(
+                    "Expected `features` ({name: kind}) for dict inputs. Received: features=None"
+                )
             return
         if not is_dict[0]:
             raise ValueError(
-                f"`features` describes dict inputs, but the splits hold arrays. Received: features={self.features!r}"
+                "`features` describes dict inputs, but the splits hold arrays. "
+                f"Received: features={self.features!r}"
             )
         for feature, kind in self.features.items():
             if kind not in FEATURE_KINDS:
@@ -192,8 +203,10 @@ def split_validation(split: Split, fraction: float, seed: int = 0) -> tuple[Spli
     seed = _check_seed(seed)
     n = len(split)
     if n < 2:
-        raise ValueError(f"Expected `split` to have at least 2 examples to carve a validation split. Received: {n}")
-    num_validation = min(max(int(round(fraction * n)), 1), n - 1)
+        raise ValueError(
+            f"Expected `split` to have at least 2 examples to carve a validation split. Received: {n}"
+        )
+    num_validation = min(max(round(fraction * n), 1), n - 1)
     permutation = np.random.default_rng(seed).permutation(n)
     validation = np.sort(permutation[:num_validation])
     train = np.sort(permutation[num_validation:])

@@ -9,10 +9,10 @@ Mixture-of-Experts" (KDD 2018), census-income group 1:
 - ``income``: ``class == ">50K"`` (binary);
 - ``never_married``: ``marital-status == "Never-married"`` (binary).
 
-``marital-status`` and ``class`` are removed from the inputs. The remaining 13 columns are returned raw, as a dict
-keyed by identifier-safe names (``education-num`` -> ``education_num``): numeric columns as float32, categorical
-columns as str arrays. The missing-value marker ``?`` of the categorical columns is kept as its own category, the
-string ``"?"`` (there are no missing numeric values in Adult; one would become NaN).
+``marital-status`` and ``class`` are removed from the inputs. The remaining 13 columns are returned raw, as a
+dict keyed by identifier-safe names (``education-num`` -> ``education_num``): numeric columns as float32,
+categorical columns as str arrays. The missing-value marker ``?`` of the categorical columns is kept as its
+own category, the string ``"?"`` (there are no missing numeric values in Adult; one would become NaN).
 """
 
 from __future__ import annotations
@@ -30,7 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mtl_keras.data.base import MultiTaskDataset, Split, _check_fraction, _check_positive_int, _check_seed, split_validation
+from mtl_keras.data.base import (
+    MultiTaskDataset,
+    Split,
+    _check_fraction,
+    _check_positive_int,
+    _check_seed,
+    split_validation,
+)
 from mtl_keras.tasks import Task
 
 #: Where the original files live (``adult.data`` and ``adult.test``).
@@ -60,7 +67,9 @@ COLUMNS = (
     "native-country",
     "class",
 )
-NUMERIC_COLUMNS = frozenset({"age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"})
+NUMERIC_COLUMNS = frozenset(
+    {"age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"}
+)
 LABEL_COLUMNS = frozenset({"marital-status", "class"})
 MISSING = "?"
 
@@ -77,9 +86,9 @@ _FILES = {"train": "adult.data.csv", "test": "adult.test.csv"}
 _ORIGINALS = {"adult.data.csv": "adult.data", "adult.test.csv": "adult.test"}
 
 _DESCRIPTION = (
-    "UCI Adult (Becker & Kohavi 1996, UCI Machine Learning Repository, DOI 10.24432/C5XW20, CC BY 4.0) as the "
-    "MMoE census task pair: income (>50K) and never_married; marital-status and class removed from the inputs; "
-    "'?' kept as its own category. Test = adult.test; validation carved from adult.data."
+    "UCI Adult (Becker & Kohavi 1996, UCI Machine Learning Repository, DOI 10.24432/C5XW20, CC BY 4.0) "
+    "as the MMoE census task pair: income (>50K) and never_married; marital-status and class removed from "
+    "the inputs; '?' kept as its own category. Test = adult.test; validation carved from adult.data."
 )
 
 
@@ -92,14 +101,14 @@ class ChecksumError(ValueError):
 
 def _open_text(data_dir: str | os.PathLike[str] | None, filename: str) -> io.TextIOBase:
     if data_dir is None:
-        resource = resources.files("mtl_keras.data").joinpath("files", filename + ".gz")
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=resource.open("rb")), encoding="utf-8", newline="")
+        resource = resources.files("mtl_keras.data").joinpath("files").joinpath(filename + ".gz")
+        return io.StringIO(gzip.decompress(resource.read_bytes()).decode("utf-8"), newline="")
     directory = Path(data_dir)
     for candidate in (directory / filename, directory / (filename + ".gz")):
         if candidate.is_file():
             if candidate.suffix == ".gz":
                 return io.TextIOWrapper(gzip.open(candidate, "rb"), encoding="utf-8", newline="")
-            return open(candidate, encoding="utf-8", newline="")  # noqa: SIM115 (closed by the caller)
+            return open(candidate, encoding="utf-8", newline="")
     raise FileNotFoundError(
         f"Expected {filename} (or {filename}.gz) in `data_dir`. Received: data_dir={str(data_dir)!r}; "
         "see `download_census`."
@@ -110,7 +119,9 @@ def _read_rows(lines: Iterable[str], filename: str, max_rows: int | None) -> lis
     reader = csv.reader(lines)
     header = next(reader, None)
     if header is None or tuple(h.strip() for h in header) != COLUMNS:
-        raise ValueError(f"Expected {filename} to start with the header {','.join(COLUMNS)}. Received: {header}")
+        raise ValueError(
+            f"Expected {filename} to start with the header {','.join(COLUMNS)}. Received: {header}"
+        )
     rows = []
     for row in reader:
         if not row or all(not field.strip() for field in row):
@@ -213,7 +224,8 @@ def download_census(
     """Download the original UCI Adult files, convert them to CSV and verify their sha256.
 
     Both files are downloaded, converted and checked before anything is written; each is then written to a
-    temporary file in ``dest_dir`` and moved into place with `os.replace`, so a failure leaves no partial file.
+    temporary file in ``dest_dir`` and moved into place with `os.replace`, so a failure leaves no partial
+    file.
 
     Args:
         dest_dir: folder for ``adult.data.csv`` and ``adult.test.csv`` (created if missing); pass it as

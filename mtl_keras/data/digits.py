@@ -1,12 +1,13 @@
 """Two-digit image data sets: MultiMNIST and its small offline sibling MultiDigits.
 
 MultiMNIST (Sabour et al., "Dynamic Routing Between Capsules", NeurIPS 2017; as used by Sener & Koltun,
-"Multi-Task Learning as Multi-Objective Optimization", NeurIPS 2018): two digits are put on a 36×36 canvas at
-offsets (0, 0) and (6, 6), combined by a pixelwise maximum and resized to 28×28. Task ``left`` is the digit at
-(0, 0), task ``right`` the digit at (6, 6).
+"Multi-Task Learning as Multi-Objective Optimization", NeurIPS 2018): two digits are put on a 36×36
+canvas at offsets (0, 0) and (6, 6), combined by a pixelwise maximum and resized to 28×28. Task ``left``
+is the digit at (0, 0), task ``right`` the digit at (6, 6).
 
-MultiDigits applies the same recipe to scikit-learn's bundled 8×8 digits (UCI optical recognition of handwritten
-digits), scaled by 8/28: canvas 36·8/28 ≈ 10, offset 6·8/28 ≈ 2, resized back to 8×8. It needs no download.
+MultiDigits applies the same recipe to scikit-learn's bundled 8×8 digits (UCI optical recognition of
+handwritten digits), scaled by 8/28: canvas 36·8/28 ≈ 10, offset 6·8/28 ≈ 2, resized back to 8×8. It needs
+no download.
 
 Composites never mix sources across splits: the source images are first divided into disjoint train /
 validation / test pools, and each split's pairs are drawn from its own pool.
@@ -36,8 +37,8 @@ def overlay(
     image_size: int | None,
     resize_method: str = "bilinear",
 ) -> np.ndarray:
-    """Put ``left`` at (0, 0) and ``right`` at (offset, offset) on a square canvas, take the pixelwise maximum and
-    resize to ``image_size`` (None keeps the canvas size).
+    """Put ``left`` at (0, 0) and ``right`` at (offset, offset) on a square canvas, take the pixelwise
+    maximum and resize to ``image_size`` (None keeps the canvas size).
 
     Args:
         left, right: ``(n, h, w)`` images in [0, 1].
@@ -47,7 +48,9 @@ def overlay(
     """
     n, height, width = left.shape
     if right.shape != left.shape:
-        raise ValueError(f"Expected `left` and `right` of the same shape. Received: {left.shape} and {right.shape}")
+        raise ValueError(
+            f"Expected `left` and `right` of the same shape. Received: {left.shape} and {right.shape}"
+        )
     if offset < 0 or max(height, width) + offset > canvas_size:
         raise ValueError(
             f"Expected images of {height}×{width} at offset {offset} to fit on the canvas. "
@@ -70,15 +73,17 @@ def overlay(
     return np.concatenate(outputs)
 
 
-def _pools(num_images: int, validation_fraction: float, test_fraction: float, rng: np.random.Generator) -> dict:
+def _pools(
+    num_images: int, validation_fraction: float, test_fraction: float, rng: np.random.Generator
+) -> dict:
     if validation_fraction + test_fraction >= 1.0:
         raise ValueError(
             "Expected `validation_fraction + test_fraction` < 1. Received: "
             f"validation_fraction={validation_fraction}, test_fraction={test_fraction}"
         )
     permutation = rng.permutation(num_images)
-    num_test = max(int(round(test_fraction * num_images)), 2)
-    num_validation = max(int(round(validation_fraction * num_images)), 2)
+    num_test = max(round(test_fraction * num_images), 2)
+    num_validation = max(round(validation_fraction * num_images), 2)
     return {
         "test": permutation[:num_test],
         "validation": permutation[num_test : num_test + num_validation],
@@ -89,8 +94,8 @@ def _pools(num_images: int, validation_fraction: float, test_fraction: float, rn
 def _compose(
     images: np.ndarray, labels: np.ndarray, pool: np.ndarray, n: int, rng: np.random.Generator, **overlay_args
 ) -> Split:
-    """``n`` composites from ``pool``: every pool image is a left digit once before any repeats; the right digit
-    is a different, random pool image."""
+    """``n`` composites from ``pool``: every pool image is a left digit once before any repeats; the right
+    digit is a different, random pool image."""
     if pool.size < 2:
         raise ValueError(f"Expected at least 2 source images per split. Received a pool of {pool.size}.")
     left = np.resize(rng.permutation(pool.size), n)
@@ -139,13 +144,13 @@ def multidigits(
     image_size: int | None = 8,
     resize_method: str = "bilinear",
 ) -> MultiTaskDataset:
-    """MultiDigits: MultiMNIST's recipe on scikit-learn's 1,797 bundled 8×8 digits (offline, seconds to build).
+    """MultiDigits: MultiMNIST's recipe on scikit-learn's 1,797 bundled 8×8 digits (offline, fast).
 
     Args:
         seed: seeds the pools and the pairs.
         n_train, n_validation, n_test: number of composites per split; None makes one per pool image.
-        validation_fraction, test_fraction: fractions of the 1,797 source digits in the validation / test pools
-            (disjoint from the train pool).
+        validation_fraction, test_fraction: fractions of the 1,797 source digits in the validation / test
+            pools (disjoint from the train pool).
         canvas_size, offset: the canvas and the right digit's offset, MultiMNIST's 36 and 6 scaled by 8/28.
         image_size: output size (8 like the source digits); None keeps the canvas size.
         resize_method: a `tf.image.resize` method.
@@ -209,12 +214,12 @@ def multimnist(
 ) -> MultiTaskDataset:
     """MultiMNIST built from ``tfds.load("mnist")`` (36×36 canvas, offsets (0, 0) and (6, 6), max, 28×28).
 
-    MNIST's training images are divided into a train pool and a validation pool (``validation_fraction``, 5,000
-    of 60,000 by default); MNIST's test images form the test pool.
+    MNIST's training images are divided into a train pool and a validation pool (``validation_fraction``,
+    5,000 of 60,000 by default); MNIST's test images form the test pool.
 
     Args:
         seed: seeds the pools and the pairs.
-        n_train, n_validation, n_test: number of composites per split; None (default) makes one per pool image.
+        n_train, n_validation, n_test: composites per split; None (default) makes one per pool image.
         validation_fraction: fraction of MNIST's training images in the validation pool.
         data_dir, download: passed to `tfds.load` (``download=True`` fetches MNIST once if it is not in
             ``data_dir``).
@@ -238,7 +243,7 @@ def multimnist(
     train_images, train_labels = _to_numpy(train_data)
     test_images, test_labels = _to_numpy(test_data)
     permutation = rng.permutation(len(train_images))
-    num_validation = min(max(int(round(validation_fraction * len(train_images))), 2), len(train_images) - 2)
+    num_validation = min(max(round(validation_fraction * len(train_images)), 2), len(train_images) - 2)
     pools = {
         "train": permutation[num_validation:],
         "validation": permutation[:num_validation],
@@ -251,8 +256,9 @@ def multimnist(
         pools,
         {"train": n_train, "validation": n_validation, "test": n_test},
         rng,
-        f"MultiMNIST (Sabour et al. 2017; Sener & Koltun 2018) from tfds mnist: {canvas_size}x{canvas_size} canvas, "
-        f"offsets (0,0) and ({offset},{offset}), pixelwise max, resized to {image_size}.",
+        "MultiMNIST (Sabour et al. 2017; Sener & Koltun 2018) from tfds mnist: "
+        f"{canvas_size}x{canvas_size} canvas, offsets (0,0) and ({offset},{offset}), pixelwise max, "
+        f"resized to {image_size}.",
         canvas_size=_check_positive_int("canvas_size", canvas_size),
         offset=_check_positive_int("offset", offset, allow_zero=True),
         image_size=None if image_size is None else _check_positive_int("image_size", image_size),

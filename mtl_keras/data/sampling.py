@@ -1,8 +1,9 @@
 """Temperature sampling of tasks whose examples come from different data sets of unequal sizes.
 
-Task ``i`` with data set ``D_i`` is drawn with probability ``p_i ∝ |D_i|^{1/T}``: ``T = 1`` samples in proportion
-to the data set sizes, ``T → ∞`` uniformly over tasks; T in 2–5 is the usual compromise when sizes differ by
-orders of magnitude (Arivazhagan et al. 2019, "Massively Multilingual Neural Machine Translation in the Wild").
+Task ``i`` with data set ``D_i`` is drawn with probability ``p_i ∝ |D_i|^{1/T}``: ``T = 1`` samples in
+proportion to the data set sizes, ``T → ∞`` uniformly over tasks; T in 2–5 is the usual compromise when
+sizes differ by orders of magnitude (Arivazhagan et al. 2019, "Massively Multilingual Neural Machine
+Translation in the Wild").
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,12 +21,13 @@ from mtl_keras.data.base import Inputs, Split, _check_positive_int, _check_seed
 MODES = ("example", "batch")
 
 
-def _check_temperature(temperature: object) -> float:
+def _check_temperature(temperature: Any) -> float:
     ok = isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
     if ok and float(temperature) > 0.0 and not math.isnan(float(temperature)):
         return float(temperature)
     raise ValueError(
-        f"Expected `temperature` to be a positive number (math.inf for uniform). Received: temperature={temperature!r}"
+        "Expected `temperature` to be a positive number (math.inf for uniform). "
+        f"Received: temperature={temperature!r}"
     )
 
 
@@ -41,7 +44,9 @@ def temperature_probabilities(sizes: Sequence[int] | np.ndarray, temperature: fl
     temperature = _check_temperature(temperature)
     array = np.asarray(sizes, dtype=np.float64)
     if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)) or np.any(array <= 0):
-        raise ValueError(f"Expected `sizes` to be a non-empty list of positive numbers. Received: sizes={sizes!r}")
+        raise ValueError(
+            f"Expected `sizes` to be a non-empty list of positive numbers. Received: sizes={sizes!r}"
+        )
     logits = np.log(array) / temperature  # log space: no overflow for large sizes and small T
     weights = np.exp(logits - logits.max())
     return weights / weights.sum()
@@ -50,13 +55,13 @@ def temperature_probabilities(sizes: Sequence[int] | np.ndarray, temperature: fl
 class TemperatureSampler:
     """Batches mixed from per-task data sets, tasks drawn with ``p_i ∝ |D_i|^{1/T}``.
 
-    Each task has its own `Split` whose ``y`` holds that task's labels under the task's name (other label keys
-    are ignored). All splits must have the same input structure (the same feature names, or arrays with the same
-    trailing shape). A batch's ``y`` has every task: the rows that came from another task's data set are NaN,
-    which the model treats as missing labels.
+    Each task has its own `Split` whose ``y`` holds that task's labels under the task's name (other label
+    keys are ignored). All splits must have the same input structure (the same feature names, or arrays with
+    the same trailing shape). A batch's ``y`` has every task: the rows that came from another task's data
+    set are NaN, which the model treats as missing labels.
 
-    Within a task, examples are visited in a fresh random order each pass through its data set (no repeats until
-    the data set is exhausted).
+    Within a task, examples are visited in a fresh random order on each pass through its data set (no
+    repeats until the data set is exhausted).
 
     Example::
 
@@ -82,13 +87,16 @@ class TemperatureSampler:
         seed: int = 0,
     ) -> None:
         if not isinstance(splits, Mapping) or not splits:
-            raise ValueError(f"Expected `splits` to be a non-empty dict {{task name: Split}}. Received: {splits!r}")
+            raise ValueError(
+                f"Expected `splits` to be a non-empty dict {{task name: Split}}. Received: {splits!r}"
+            )
         for name, split in splits.items():
             if not isinstance(split, Split):
                 raise ValueError(f"Expected a Split for task {name!r}. Received: {split!r}")
             if name not in split.y:
                 raise ValueError(
-                    f"Expected the split of task {name!r} to have labels {name!r}. Received labels {split.task_names}"
+                    f"Expected the split of task {name!r} to have labels {name!r}. "
+                    f"Received labels {split.task_names}"
                 )
         if mode not in MODES:
             raise ValueError(f"Expected `mode` to be one of {list(MODES)}. Received: mode={mode!r}")
@@ -112,7 +120,9 @@ class TemperatureSampler:
 
         structures = {name: structure(split.x) for name, split in self.splits.items()}
         if len({repr(s) for s in structures.values()}) > 1:
-            raise ValueError(f"Expected every task's inputs to have the same structure. Received: {structures}")
+            raise ValueError(
+                f"Expected every task's inputs to have the same structure. Received: {structures}"
+            )
 
     def sample_tasks(self, num: int) -> np.ndarray:
         """``num`` task indices (into `task_names`) drawn i.i.d. from `probabilities`."""
@@ -133,7 +143,7 @@ class TemperatureSampler:
         return np.concatenate(chunks)
 
     def next_batch(self) -> tuple[Inputs, dict[str, np.ndarray]]:
-        """One batch ``(x, y)``; ``y`` has every task, NaN where an example is not from that task's data set."""
+        """One batch ``(x, y)``; ``y`` has every task, NaN where an example is not from its data set."""
         if self.mode == "batch":
             tasks = np.full(self.batch_size, self.sample_tasks(1)[0])
         else:
@@ -141,7 +151,7 @@ class TemperatureSampler:
         # `tasks` is sorted, so the concatenated parts line up with it row by row
         parts = {
             int(task): self.splits[self.task_names[task]].take(self._next_indices(int(task), int(count)))
-            for task, count in zip(*np.unique(tasks, return_counts=True))
+            for task, count in zip(*np.unique(tasks, return_counts=True), strict=True)
         }
         order = self._rng.permutation(self.batch_size)
         first = next(iter(parts.values())).x
@@ -155,7 +165,7 @@ class TemperatureSampler:
         y = {}
         for task, name in enumerate(self.task_names):
             labels = self.splits[name].y[name]
-            column = np.full((self.batch_size,) + labels.shape[1:], np.nan, dtype=np.float32)
+            column = np.full((self.batch_size, *labels.shape[1:]), np.nan, dtype=np.float32)
             if task in parts:
                 column[tasks == task] = parts[task].y[name]
             y[name] = column[order]
@@ -174,8 +184,10 @@ class TemperatureSampler:
         return self.batches()
 
     def __repr__(self) -> str:
-        probabilities = {n: round(float(p), 4) for n, p in zip(self.task_names, self.probabilities)}
+        probabilities = {
+            n: round(float(p), 4) for n, p in zip(self.task_names, self.probabilities, strict=True)
+        }
         return (
-            f"TemperatureSampler(temperature={self.temperature}, batch_size={self.batch_size}, mode={self.mode!r}, "
-            f"probabilities={probabilities})"
+            f"TemperatureSampler(temperature={self.temperature}, batch_size={self.batch_size}, "
+            f"mode={self.mode!r}, probabilities={probabilities})"
         )

@@ -74,10 +74,11 @@ def synthetic_mmoe(
         n_validation, n_test: sizes of the other splits.
         c: scale of ``w1, w2`` (1 in the paper).
         num_sin: number of sinusoids m (10 in the paper).
-        sin_params: ``"fixed"`` (default): ``α_j = j``, ``β_j = j²`` for j = 1..m, the fixed values of our method
-            reference; ``"random"``: ``α_j, β_j ~ N(0, 0.01)`` (variance 0.01) drawn once from ``seed``, as the
-            paper's text describes. With ``"random"`` the sinusoids are nearly linear and the label correlation is
-            close to ``p``; with ``"fixed"`` they are strongly non-linear and lower it.
+        sin_params: ``"fixed"`` (default): ``α_j = j``, ``β_j = j²`` for j = 1..m, the fixed values of our
+        method
+            reference; ``"random"``: ``α_j, β_j ~ N(0, 0.01)`` (variance 0.01) drawn once from ``seed``, as
+            the paper's text describes. With ``"random"`` the sinusoids are nearly linear and the label
+            correlation is close to ``p``; with ``"fixed"`` they are strongly non-linear and lower it.
         noise_std: standard deviation of ε_i. The paper's ``N(0, 0.01)`` is read as variance 0.01 (the usual
             ``N(μ, σ²)`` notation), so std 0.1.
 
@@ -90,13 +91,17 @@ def synthetic_mmoe(
     p = float(p)
     dim = _check_positive_int("dim", dim)
     if dim < 2:
-        raise ValueError(f"Expected `dim` to be at least 2 (two orthonormal vectors are needed). Received: dim={dim}")
+        raise ValueError(
+            f"Expected `dim` to be at least 2 (two orthonormal vectors are needed). Received: dim={dim}"
+        )
     num_sin = _check_positive_int("num_sin", num_sin, allow_zero=True)
     noise_std = _check_nonnegative("noise_std", noise_std)
     if not isinstance(c, numbers.Real) or isinstance(c, bool):
         raise ValueError(f"Expected `c` to be a number. Received: c={c!r}")
     if sin_params not in SIN_PARAMS:
-        raise ValueError(f"Expected `sin_params` to be one of {list(SIN_PARAMS)}. Received: sin_params={sin_params!r}")
+        raise ValueError(
+            f"Expected `sin_params` to be one of {list(SIN_PARAMS)}. Received: sin_params={sin_params!r}"
+        )
     sizes = _split_sizes(n, n_validation, n_test)
     rng = np.random.default_rng(_check_seed(seed))
 
@@ -184,14 +189,15 @@ def gradnorm_toy(
     b_variance: float = 10.0,
     eps_variance: float = 3.5,
 ) -> MultiTaskDataset:
-    """The toy regression of Chen et al., "GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep
-    Multitask Networks" (ICML 2018): ``f_i(x) = σ_i·tanh((B + ε_i)·x)``, tasks of very different scales.
+    """The toy regression of Chen et al., "GradNorm: Gradient Normalization for Adaptive Loss Balancing in
+    Deep Multitask Networks" (ICML 2018): ``f_i(x) = σ_i·tanh((B + ε_i)·x)``, tasks of very different scales.
 
-    ``x ∈ R^250 ~ N(0, I)``; ``B`` (output_dim × input_dim, shared by all tasks) has i.i.d. ``N(0, 10)`` elements
-    and ``ε_i`` (one per task) i.i.d. ``N(0, 3.5)`` elements. The paper does not say whether 10 and 3.5 are
-    variances or standard deviations; we read ``N(μ, σ²)`` as usual, i.e. variances (std √10 and √3.5). The choice
-    hardly matters: either way the pre-activations have a std of tens (≈ √(250·13.5) ≈ 58 here), so tanh is
-    saturated and the targets are close to ±σ_i. Change ``b_variance`` / ``eps_variance`` for the other reading.
+    ``x ∈ R^250 ~ N(0, I)``; ``B`` (output_dim × input_dim, shared by all tasks) has i.i.d. ``N(0, 10)``
+    elements and ``ε_i`` (one per task) i.i.d. ``N(0, 3.5)`` elements. The paper does not say whether 10 and
+    3.5 are variances or standard deviations; we read ``N(μ, σ²)`` as usual, i.e. variances (std √10 and
+    √3.5), as for the ``N(0, 0.01)`` noise of the MMoE data. The choice hardly matters: either way the
+    pre-activations have a std of tens (≈ √(250·13.5) ≈ 58 here, ≈ 167 with stds), so tanh is saturated and
+    the targets are close to ±σ_i. Set ``b_variance=100, eps_variance=12.25`` for the other reading.
 
     Args:
         num_tasks: number of tasks T.
@@ -203,8 +209,8 @@ def gradnorm_toy(
         b_variance, eps_variance: element variances of B and ε_i.
 
     Returns:
-        A `MultiTaskDataset` named ``"gradnorm_toy"`` with float32 inputs ``(n, input_dim)`` and regression tasks
-        ``task_0`` … with ``units=output_dim`` (labels ``(n, output_dim)``).
+        A `MultiTaskDataset` named ``"gradnorm_toy"`` with float32 inputs ``(n, input_dim)`` and regression
+        tasks ``task_0`` … with ``units=output_dim`` (labels ``(n, output_dim)``).
     """
     num_tasks = _check_positive_int("num_tasks", num_tasks)
     sigma_values = [float(s) for s in sigmas] if isinstance(sigmas, Sequence) else []
@@ -225,7 +231,10 @@ def gradnorm_toy(
     splits = {}
     for split_name, size in sizes.items():
         x = rng.standard_normal((size, input_dim))
-        y = {name: sigma * np.tanh(x @ m.T) for name, sigma, m in zip(names, sigma_values, matrices)}
+        y = {
+            name: sigma * np.tanh(x @ m.T)
+            for name, sigma, m in zip(names, sigma_values, matrices, strict=True)
+        }
         splits[split_name] = Split(x=x.astype(np.float32), y=y)
     return MultiTaskDataset(
         name="gradnorm_toy",

@@ -1,6 +1,7 @@
 import gzip
 import hashlib
 import re
+from collections import Counter
 from importlib import resources
 
 import numpy as np
@@ -38,7 +39,8 @@ def test_shipped_files_match_source_checksums():
 
 def test_label_counts_match_source(dataset):
     train_and_validation = {
-        task: int(dataset.train.y[task].sum() + dataset.validation.y[task].sum()) for task in dataset.task_names
+        task: int(dataset.train.y[task].sum() + dataset.validation.y[task].sum())
+        for task in dataset.task_names
     }
     assert len(dataset.train) + len(dataset.validation) == 32_561
     assert train_and_validation == {"income": 7_841, "never_married": 10_683}
@@ -81,19 +83,35 @@ def test_validation_split_is_deterministic_and_disjoint(dataset):
     np.testing.assert_array_equal(again.validation.x["fnlwgt"], dataset.validation.x["fnlwgt"])
     other = load_census(seed=1)
     assert not np.array_equal(other.validation.x["fnlwgt"], dataset.validation.x["fnlwgt"])
-    rows = lambda s: set(zip(*(s.x[k].tolist() for k in sorted(s.x))))  # noqa: E731
-    assert not rows(dataset.train) & rows(dataset.validation) - rows(dataset.test)  # Adult has few duplicate rows
-    assert len(rows(dataset.train) & rows(dataset.validation)) < 10
+    # train + validation is exactly adult.data (as a multiset of rows), read independently from the CSV text
+    raw_lines = [line for line in _shipped_text("adult.data.csv").split("\n")[1:] if line]
+    raw = Counter((int(f[0]), int(f[2]), f[3], int(f[12])) for f in (line.split(",") for line in raw_lines))
+
+    def rows(split):
+        x = split.x
+        return Counter(
+            zip(
+                x["age"].astype(int).tolist(),
+                x["fnlwgt"].astype(int).tolist(),
+                x["education"].tolist(),
+                x["hours_per_week"].astype(int).tolist(),
+                strict=True,
+            )
+        )
+
+    assert rows(dataset.train) + rows(dataset.validation) == raw
 
 
 def test_max_rows_and_argument_errors():
     small = load_census(max_rows=100, validation_fraction=0.2)
     assert len(small.train) + len(small.validation) == 100 and len(small.test) == 100
-    with pytest.raises(ValueError, match="Expected `max_rows` to be a positive integer. Received: max_rows=-3"):
+    with pytest.raises(
+        ValueError, match=re.escape("Expected `max_rows` to be a positive integer. Received: max_rows=-3")
+    ):
         load_census(max_rows=-3)
     with pytest.raises(ValueError, match="Expected `validation_fraction`"):
         load_census(validation_fraction=1.0)
-    with pytest.raises(FileNotFoundError, match="adult.data.csv"):
+    with pytest.raises(FileNotFoundError, match=re.escape("adult.data.csv")):
         load_census(data_dir="/nonexistent-folder")
 
 
@@ -106,7 +124,7 @@ def _write_fake_originals(folder, corrupt=None):
         if is_test:
             lines.insert(0, "|1x3 Cross validator")
         if corrupt == original:
-            lines[5] = lines[5].replace("Private", "Public", 1)
+            lines[5] = "1" + lines[5]  # age 25 -> 125
         (folder / original).write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -114,7 +132,9 @@ def test_download_reproduces_checksums_offline(tmp_path):
     originals = tmp_path / "uci"
     originals.mkdir()
     _write_fake_originals(originals)
-    assert (originals / "adult.test").read_text().startswith("|1x3 Cross validator\n25, Private, 226802, 11th")
+    assert (
+        (originals / "adult.test").read_text().startswith("|1x3 Cross validator\n25, Private, 226802, 11th")
+    )
     destination = tmp_path / "out"
     written = download_census(destination, base_url=originals.as_uri())
     assert sorted(written) == sorted(EXPECTED_SHA256)
@@ -143,7 +163,13 @@ def test_download_with_bad_checksum_raises_and_writes_nothing(tmp_path, corrupt)
 
 
 def test_convert_original_handles_spaces_comment_and_trailing_dot():
-    text = "|1x3 Cross validator\n25, Private, 1, 11th, 7, Never-married, a, b, c, Male, 0, 0, 40, US, >50K.\n\n"
+    text = (
+        "|1x3 Cross validator\n25, Private, 1, 11th, 7, Never-married, a, b, c, Male, 0, 0, 40, US, >50K.\n\n"
+    )
     converted = census.convert_original(text, "adult.test")
-    assert converted.split("\n")[1:] == ["25,Private,1,11th,7,Never-married,a,b,c,Male,0,0,40,US,>50K", "", ""]
+    assert converted.split("\n")[1:] == [
+        "25,Private,1,11th,7,Never-married,a,b,c,Male,0,0,40,US,>50K",
+        "",
+        "",
+    ]
     assert converted.split("\n")[0].startswith("age,workclass,fnlwgt")
