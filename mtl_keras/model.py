@@ -22,11 +22,23 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from mtl_keras import balancers as balancers_lib
 from mtl_keras._registry import serializable, suggest
 from mtl_keras.tasks import Task, as_tasks, per_example_loss
+
+
+@serializable
+class BalancerState(keras.layers.Layer):
+    """A container layer for the variables of a model's balancer."""
+
+    def adopt(self, variables: list[Any]) -> None:
+        for variable in list(self._trainable_variables) + list(self._non_trainable_variables):
+            self._untrack_variable(variable)
+        for variable in variables:
+            self._track_variable(variable)
 
 
 @serializable
@@ -75,6 +87,9 @@ class MultiTaskModel(keras.Model):
         self.representation_name = representation
         self._default_balancer = balancer
         self._mtl_compiled = False
+        # Holds the balancer's own variables (e.g. uncertainty log-variances) so they are trained,
+        # saved and restored with the model; it is not part of the graph.
+        self.balancer_state = BalancerState(name="balancer_state")
 
     def _output_dict_keys(self) -> list[str]:
         structure = getattr(self, "_outputs_struct", None)
@@ -97,6 +112,13 @@ class MultiTaskModel(keras.Model):
         return result
 
     @property
+    def last_shared_variables(self) -> list[keras.Variable]:
+        """Trainable variables of the last shared layer (GradNorm's W_s)."""
+        if not self.shared_layer_names:
+            return []
+        return list(self.get_layer(self.shared_layer_names[-1]).trainable_variables)
+
+    @property
     def task_specific_variables(self) -> list[keras.Variable]:
         shared = {id(v) for v in self.shared_variables}
         return [v for v in self.trainable_variables if id(v) not in shared]
@@ -111,7 +133,7 @@ class MultiTaskModel(keras.Model):
                     "used; use level='param'."
                 )
             representation = self.get_layer(self.representation_name).output
-            cached = keras.Model(self.inputs, [self.outputs, representation])
+            cached = keras.Model(self._inputs_struct, [self._outputs_struct, representation])
             # Bypass Keras attribute tracking: the layers are already this model's layers.
             object.__setattr__(self, "_rep_model", cached)
         return cached
@@ -158,7 +180,8 @@ class MultiTaskModel(keras.Model):
             log_conflicts=log_conflicts,
             static_weights=static_weights,
         )
-        self.balancer.build(len(self.tasks))
+        self.balancer.build(self.task_names)
+        self.balancer_state.adopt(self.balancer.weighting.variables)
         if self.balancer.level == "rep" and self.balancer.aggregator is not None:
             self._representation_model()
         if self.balancer.needs_jacobian and not self.shared_layer_names:
@@ -370,28 +393,40 @@ class MultiTaskModel(keras.Model):
         balancer = self.balancer
         use_rep = balancer.level == "rep" and balancer.aggregator is not None
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape(persistent=balancer.needs_jacobian) as tape:
+        combination = None if balancer.aggregator is None else balancer.aggregator.combination_weights()
+        needs_norms = balancer.weighting.norm_variables(self) is not None
+        persistent = balancer.needs_jacobian or combination is not None or needs_norms
+        with tf.GradientTape(persistent=persistent) as tape:
+            representation = None
             if use_rep:
                 y_pred, representation = self._representation_model()(x, training=True)
             else:
                 y_pred = self(x, training=True)
             share, global_losses, extras = self._task_losses_for(y, y_pred, sample_weight)
-            weights, offsets = balancer.weighting.weigh(global_losses)
+            gradient_norms = self._gradient_norms(tape, tf.unstack(share)) if needs_norms else None
+            weights, offsets = balancer.weighting.weigh(global_losses, gradient_norms=gradient_norms)
             weighted_share = weights * share + offsets / num_replicas
             regularization = tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else 0.0
-            objective = tf.reduce_sum(weighted_share) + regularization / num_replicas
-            scaled_objective = self.optimizer.scale_loss(objective)
-        variables = self.trainable_variables + balancer.weighting.trainable_variables
+            # Everything differentiated below is computed inside the tape, already loss-scaled for
+            # mixed precision: the objective, each task's term, the combined shared objective.
+            scale = tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+            scaled_regularization = scale * regularization / num_replicas
+            scaled_objective = scale * tf.reduce_sum(weighted_share) + scaled_regularization
+            task_terms = tf.unstack(scale * weighted_share) if balancer.needs_jacobian else []
+            if combination is not None:
+                combined = scale * tf.reduce_sum(combination * weighted_share) + scaled_regularization
+        variables = self.trainable_variables
         if balancer.needs_jacobian:
             grads = self._balanced_gradients(
-                tape, weighted_share, scaled_objective, variables, representation if use_rep else None
+                tape, task_terms, scaled_objective, scaled_regularization, scale, variables, representation
+            )
+        elif combination is not None:
+            # A linear aggregator (mean, sum): the shared part gets Σ c_i g_i in one backward pass, the
+            # task-specific part its own task's gradient.
+            grads = self._split_gradients(
+                tape, tape.gradient(combined, [v.value for v in self.shared_variables]), scaled_objective, variables
             )
         else:
-            combination = None if balancer.aggregator is None else balancer.aggregator.combination_weights()
-            if combination is not None:
-                scaled_objective = self.optimizer.scale_loss(
-                    tf.reduce_sum(combination * weighted_share) + regularization / num_replicas
-                )
             grads = tape.gradient(scaled_objective, [v.value for v in variables])
         del tape
         self.optimizer.apply(grads, variables)
@@ -399,40 +434,56 @@ class MultiTaskModel(keras.Model):
         self._update_metrics(global_losses, total, weights, y_pred, extras)
         return self._logs()
 
+    def _gradient_norms(self, tape: tf.GradientTape, terms: list[tf.Tensor]) -> tf.Tensor:
+        """Norms of each task's (global) loss gradient w.r.t. the variables the weighting asks for."""
+        variables = self.balancer.weighting.norm_variables(self) or []
+        with tape.stop_recording():
+            rows = []
+            for term in terms:
+                grads = tape.gradient(term, [v.value for v in variables], unconnected_gradients="zero")
+                rows.append(tf.concat([tf.reshape(tf.cast(g, tf.float32), [-1]) for g in grads], axis=0))
+            return tf.norm(_all_reduce_sum(tf.stack(rows)), axis=1)
+
+    def _split_gradients(
+        self, tape: tf.GradientTape, shared_grads: list[Any], scaled_objective: tf.Tensor, variables: list[Any]
+    ) -> list[tf.Tensor]:
+        """Shared variables get ``shared_grads``; every other variable the gradient of the objective."""
+        shared = self.shared_variables
+        shared_ids = {id(v) for v in shared}
+        task_specific = [v for v in variables if id(v) not in shared_ids]
+        specific_grads = tape.gradient(
+            scaled_objective, [v.value for v in task_specific], unconnected_gradients="zero"
+        )
+        by_id = {id(v): g for v, g in zip(task_specific, specific_grads, strict=True)}
+        by_id.update({id(v): g for v, g in zip(shared, shared_grads, strict=True)})
+        return [by_id[id(v)] for v in variables]
+
     def _balanced_gradients(
         self,
         tape: tf.GradientTape,
-        weighted_share: tf.Tensor,
+        task_terms: list[tf.Tensor],
         scaled_objective: tf.Tensor,
+        scaled_regularization: Any,
+        scale: tf.Tensor,
         variables: list[Any],
         representation: tf.Tensor | None,
     ) -> list[tf.Tensor]:
         """Gradients where the shared part's update comes from the aggregator."""
         balancer = self.balancer
         shared = self.shared_variables
-        shared_ids = {id(v) for v in shared}
-        scale = self.optimizer.scale_loss(tf.constant(1.0))
+        shared_values = [v.value for v in shared]
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        task_specific = [v for v in variables if id(v) not in shared_ids]
-        specific_grads = tape.gradient(
-            scaled_objective, [v.value for v in task_specific], unconnected_gradients="zero"
-        )
-        by_id = {id(v): g for v, g in zip(task_specific, specific_grads, strict=True)}
         if representation is not None:
-            source: Any = representation
             rows = [
-                tf.reshape(tape.gradient(scale * weighted_share[i], source, unconnected_gradients="zero"), [-1])
-                for i in range(len(self.tasks))
+                tf.reshape(tape.gradient(term, representation, unconnected_gradients="zero"), [-1])
+                for term in task_terms
             ]
-            local_jacobian = tf.stack(rows) / scale
-            jacobian, offset, local_size = _all_gather_columns(local_jacobian)
+            jacobian, offset, local_size = _all_gather_columns(tf.cast(tf.stack(rows), tf.float32) / scale)
         else:
             rows = []
-            for i in range(len(self.tasks)):
-                task_grads = tape.gradient(
-                    scale * weighted_share[i], [v.value for v in shared], unconnected_gradients="zero"
-                )
-                rows.append(tf.concat([tf.reshape(g, [-1]) for g in task_grads], axis=0))
+            for term in task_terms:
+                task_grads = tape.gradient(term, shared_values, unconnected_gradients="zero")
+                rows.append(tf.concat([tf.reshape(tf.cast(g, tf.float32), [-1]) for g in task_grads], axis=0))
             jacobian = _all_reduce_sum(tf.stack(rows) / scale)
         if balancer.log_conflicts:
             self._log_conflicts(jacobian)
@@ -444,26 +495,22 @@ class MultiTaskModel(keras.Model):
             local_direction = tf.reshape(direction[offset : offset + local_size], tf.shape(representation))
             shared_grads = tape.gradient(
                 representation,
-                [v.value for v in shared],
-                output_gradients=scale * tf.cast(local_direction, representation.dtype),
+                shared_values,
+                output_gradients=tf.cast(scale * local_direction, representation.dtype),
                 unconnected_gradients="zero",
             )
         else:
             flat = direction * scale / num_replicas
             shared_grads, start = [], 0
             for v in shared:
-                size = int(tf.size(v.value)) if v.shape.num_elements() is None else v.shape.num_elements()
+                size = v.shape.num_elements()
                 shared_grads.append(tf.reshape(flat[start : start + size], v.shape))
                 start += size
-        # Regularisation losses (soft-sharing penalties, kernel regularisers) on shared variables.
         if self.losses:
-            regularization = tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) / num_replicas
-            reg_grads = tape.gradient(
-                self.optimizer.scale_loss(regularization), [v.value for v in shared], unconnected_gradients="zero"
-            )
+            # Regularisation losses (e.g. penalties, kernel regularisers) on the shared variables.
+            reg_grads = tape.gradient(scaled_regularization, shared_values, unconnected_gradients="zero")
             shared_grads = [g + r for g, r in zip(shared_grads, reg_grads, strict=True)]
-        by_id.update({id(v): g for v, g in zip(shared, shared_grads, strict=True)})
-        return [by_id[id(v)] for v in variables]
+        return self._split_gradients(tape, shared_grads, scaled_objective, variables)
 
     def _log_conflicts(self, jacobian: tf.Tensor) -> None:
         norms = tf.norm(jacobian, axis=1)
@@ -483,11 +530,16 @@ class MultiTaskModel(keras.Model):
         y, sample_weight = self._standardize_targets(y, sample_weight)
         y_pred = self(x, training=False)
         _, global_losses, extras = self._task_losses_for(y, y_pred, sample_weight)
-        weights, offsets = self.balancer.weighting.weigh(global_losses)
+        weights, offsets = self.balancer.weighting.weigh(global_losses, training=False)
         regularization = tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else 0.0
         total = tf.reduce_sum(weights * global_losses + offsets) + regularization
         self._update_metrics(global_losses, total, weights, y_pred, extras)
         return self._logs()
+
+    def fit(self, *args: Any, callbacks: Any = None, **kwargs: Any) -> keras.callbacks.History:
+        """``keras.Model.fit``, plus the epoch-end hook of the balancer's weighting (DWA, inverse validation)."""
+        callbacks = [*list(callbacks or []), _WeightingEpochHook()]
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     # --- config -----------------------------------------------------------------------------------------
 
@@ -501,6 +553,17 @@ class MultiTaskModel(keras.Model):
             }
         )
         return config
+
+
+class _WeightingEpochHook(keras.callbacks.Callback):
+    """Hands the epoch's per-task training losses and validation logs to the balancer's weighting."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        model = self.model
+        train_losses = np.array([float(logs.get(f"{name}_loss", np.nan)) for name in model.task_names])
+        validation = {k: float(v) for k, v in logs.items() if k.startswith("val_")}
+        model.balancer.weighting.on_epoch_end(epoch, train_losses, validation)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -81,3 +81,40 @@ def check_builder(model: MultiTaskModel, x: Any, y: dict[str, Any], tmp_path: An
     assert loaded.shared_layer_names == model.shared_layer_names
     assert loaded.representation_name == model.representation_name
     assert _max_abs_diff(model.predict(x, verbose=0), loaded.predict(x, verbose=0)) <= TOLERANCE
+
+
+def check_sharing(model: MultiTaskModel, x: Any, y: dict[str, Any]) -> None:
+    """The declared shared variables are exactly those that more than one task's loss depends on, and the
+    declared representation carries every shared gradient (an independent check of each builder's record)."""
+    import tensorflow as tf
+
+    if not getattr(model, "_mtl_compiled", False):
+        model.compile("adam")
+    targets, weights = model._standardize_targets(y, None)
+    variables = model.trainable_variables
+    users = {id(v): 0 for v in variables}
+    with tf.GradientTape(persistent=True) as tape:
+        if model.representation_name is not None:
+            predictions, representation = model._representation_model()(x, training=False)
+        else:
+            predictions = model(x, training=False)
+        share, _, _ = model._task_losses_for(targets, predictions, weights)
+        terms = tf.unstack(share)
+        total = tf.reduce_sum(share)
+    for i in range(len(model.tasks)):
+        grads = tape.gradient(terms[i], [v.value for v in variables])
+        for v, g in zip(variables, grads, strict=True):
+            if g is not None and float(tf.reduce_max(tf.abs(g))) > 0:
+                users[id(v)] += 1
+    shared_found = {v.path for v in variables if users[id(v)] > 1}
+    declared = {v.path for v in model.shared_variables}
+    assert shared_found <= declared, f"undeclared shared variables: {sorted(shared_found - declared)}"
+    # Declared variables must at least be used by some task (a declared-but-unused layer is a bug too).
+    assert all(users[id(v)] >= 1 for v in model.shared_variables)
+    if model.representation_name is not None:
+        direct = tape.gradient(total, [v.value for v in model.shared_variables])
+        upstream = tape.gradient(total, representation)
+        through = tape.gradient(representation, [v.value for v in model.shared_variables], output_gradients=upstream)
+        for d, t in zip(direct, through, strict=True):
+            np.testing.assert_allclose(np.asarray(d), np.asarray(t), rtol=1e-4, atol=1e-6)
+    del tape

@@ -117,19 +117,55 @@ class Weighting(_Balancer):
     """Loss-level balancer: the objective is Σ_i (λ_i L_i + c_i), affine in each task loss.
 
     ``weigh(losses)`` receives the global per-task losses (T,) as constants and returns ``(λ, c)``, both (T,).
-    λ and c may depend on the weighting's own variables (uncertainty weighting: λ = 1/(2e^s), c = s/2), which
-    the model's optimizer trains with the objective, or on loss history (DWA). Keeping the objective affine
-    in L_i is what makes it exact under a distribution strategy: each replica contributes λ_i·(its share of
-    L_i) + c_i/R, and the replicas' sum is the single-device objective.
+    λ and c may depend on the weighting's own trainable variables (uncertainty weighting: λ = 1/(2e^s),
+    c = s/2), which the model's optimizer trains with the objective, on loss history (DWA), or on per-task
+    gradient norms (GradNorm, DB-MTL). Keeping the objective affine in L_i is what makes it exact under a
+    distribution strategy: each replica contributes λ_i·(its share of L_i) + c_i/R, and the replicas' sum
+    is the single-device objective.
+
+    Variables are created in ``build`` with :meth:`add_variable`; the model tracks them, so they are saved
+    and restored with it.
     """
 
-    def weigh(self, losses: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def __init__(self, *, seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        self._variables: list[Any] = []
+        #: the model's task names, in order (set by the model when it builds its balancer)
+        self.task_names: list[str] = []
+
+    def add_variable(self, value: Any, name: str, *, trainable: bool = False, dtype: str = "float32") -> Any:
+        """A Keras variable owned by this weighting (trainable ones are trained by the model's optimizer)."""
+        import keras
+
+        # State is updated from all-reduced values, identical on every replica: keep the first replica's.
+        aggregation = "none" if trainable else "only_first_replica"
+        variable = keras.Variable(value, dtype=dtype, trainable=trainable, name=name, aggregation=aggregation)
+        self._variables.append(variable)
+        return variable
+
+    @property
+    def variables(self) -> list[Any]:
+        return list(self._variables)
+
+    def norm_variables(self, model: Any) -> list[Any] | None:
+        """Variables whose per-task gradient norms ``weigh`` needs (None: no norms needed)."""
+        return None
+
+    def weigh(
+        self, losses: tf.Tensor, *, gradient_norms: tf.Tensor | None = None, training: bool = True
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Return ``(λ, c)`` for the global task losses; update state only when ``training``."""
         raise NotImplementedError
 
     def weights(self) -> tf.Tensor:
         """The current weight of each task (T,), for the logs."""
         raise NotImplementedError
 
-    @property
-    def trainable_variables(self) -> list[tf.Variable]:
-        return []
+    def on_epoch_end(self, epoch: int, train_losses: Any, validation_logs: dict[str, float]) -> None:
+        """Called by the model at the end of every training epoch (DWA, inverse-validation weighting).
+
+        Args:
+            epoch: the epoch index.
+            train_losses: epoch-mean training loss per task, numpy (T,).
+            validation_logs: the epoch's ``val_*`` logs (empty without validation data).
+        """

@@ -45,7 +45,9 @@ class Balancer:
     def needs_jacobian(self) -> bool:
         return self.log_conflicts or (self.aggregator is not None and self.aggregator.needs_jacobian)
 
-    def build(self, num_tasks: int) -> None:
+    def build(self, task_names: list[str]) -> None:
+        num_tasks = len(task_names)
+        self.weighting.task_names = list(task_names)
         if not self.weighting.built:
             self.weighting.build(num_tasks)
         if self.aggregator is not None and not self.aggregator.built:

@@ -39,7 +39,9 @@ class Static(Weighting):
             return tf.ones([self.num_tasks])
         return tf.constant(self.static_weights, tf.float32)
 
-    def weigh(self, losses: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def weigh(
+        self, losses: tf.Tensor, *, gradient_norms: tf.Tensor | None = None, training: bool = True
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         return self.weights(), tf.zeros_like(losses)
 
     def get_config(self) -> dict[str, Any]:
