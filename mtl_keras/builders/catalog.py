@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mtl_keras._registry import suggest
-from mtl_keras.builders import hard_sharing, mmoe
+from mtl_keras.builders import esmm, hard_sharing, mmoe, ple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +21,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "hard_sharing": Architecture(hard_sharing.hard_sharing, hard_sharing.graph),
     "mmoe": Architecture(mmoe.mmoe, mmoe.graph),
     "omoe": Architecture(mmoe.omoe, mmoe.graph, {"one_gate": True}),
+    "cgc": Architecture(ple.cgc, ple.graph, {"num_levels": 1}),
+    "ple": Architecture(ple.ple, ple.graph),
+    "esmm": Architecture(esmm.esmm, esmm.graph),
 }
 
 
