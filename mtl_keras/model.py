@@ -597,4 +597,5 @@ def _all_gather_columns(local: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tens
     sizes = context.all_gather(tf.reshape(size, [1]), axis=0)
     replica = context.replica_id_in_sync_group
     offset = tf.reduce_sum(sizes[:replica])
-    return context.all_gather(local, axis=1), offset, size
+    gathered = tf.reshape(context.all_gather(local, axis=1), [local.shape[0], -1])  # keep T static
+    return gathered, offset, size

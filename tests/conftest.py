@@ -12,3 +12,20 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy() -> tf.distribute.MirroredStrategy:
+    """One MirroredStrategy over the two logical CPUs for the whole session.
+
+    TensorFlow caches collective instances by key per process, and a second MirroredStrategy over the same
+    devices starts its keys again, so two strategies in one process collide ("Shape mismatch in the
+    collective instance"). Tests share this one.
+    """
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if len(devices) < 2:
+        pytest.skip("needs 2 logical CPU devices")
+    return tf.distribute.MirroredStrategy(devices[:2])

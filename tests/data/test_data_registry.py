@@ -14,6 +14,7 @@ def test_datasets_registry_names_the_loaders():
         "gradnorm_toy": data.gradnorm_toy,
         "multidigits": data.multidigits,
         "multimnist": data.multimnist,
+        "tfds": data.load_tfds,
     } == DATASETS
     for loader in DATASETS.values():
         assert "seed" in inspect.signature(loader).parameters

@@ -18,13 +18,18 @@ ACTIVE_RTOL = 1e-14
 def gram(jacobian: tf.Tensor) -> tf.Tensor:
     """G = J Jᵀ as a symmetric float64 (T, T) tensor; all zeros when J is not finite.
 
-    A non-finite J gives a zero Gram matrix, so the solvers never see NaN; the NaN still reaches the
-    result through the final combination of the rows of J.
+    J is divided by its largest absolute entry before the matmul (and G multiplied back in float64), so
+    float32 gradients as large as 1e20 or as small as 1e-30 neither overflow nor underflow. A non-finite
+    J gives a zero Gram matrix, so the solvers never see NaN; the NaN still reaches the result through
+    the final combination of the rows of J.
     """
     rows = jacobian
     if rows.dtype not in (tf.float32, tf.float64):
         rows = tf.cast(rows, tf.float32)
-    g = tf.cast(tf.matmul(rows, rows, transpose_b=True), tf.float64)
+    peak = tf.reduce_max(tf.abs(rows))
+    peak = tf.where(tf.math.is_finite(peak) & (peak > 0), peak, tf.ones_like(peak))
+    scaled = rows / peak
+    g = tf.cast(tf.matmul(scaled, scaled, transpose_b=True), tf.float64) * tf.cast(peak, tf.float64) ** 2
     g = 0.5 * (g + tf.transpose(g))
     return tf.where(tf.reduce_all(tf.math.is_finite(g)), g, tf.zeros_like(g))
 

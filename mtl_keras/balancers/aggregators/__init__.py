@@ -1,0 +1,32 @@
+"""Gradient aggregators: map the (T, P) Jacobian of the task gradients to one update direction.
+
+One class per file, each registered in :data:`mtl_keras.balancers.base.AGGREGATORS` under its name.
+"""
+
+from mtl_keras.balancers.aggregators.aligned_mtl import AlignedMTL
+from mtl_keras.balancers.aggregators.cagrad import CAGrad
+from mtl_keras.balancers.aggregators.dualproj import DualProj
+from mtl_keras.balancers.aggregators.graddrop import GradDrop
+from mtl_keras.balancers.aggregators.gradvac import GradVac
+from mtl_keras.balancers.aggregators.imtl import IMTL
+from mtl_keras.balancers.aggregators.mean import Mean
+from mtl_keras.balancers.aggregators.mgda import MGDA
+from mtl_keras.balancers.aggregators.nash_mtl import NashMTL
+from mtl_keras.balancers.aggregators.pcgrad import PCGrad
+from mtl_keras.balancers.aggregators.sum import Sum
+from mtl_keras.balancers.aggregators.upgrad import UPGrad
+
+__all__ = [
+    "IMTL",
+    "MGDA",
+    "AlignedMTL",
+    "CAGrad",
+    "DualProj",
+    "GradDrop",
+    "GradVac",
+    "Mean",
+    "NashMTL",
+    "PCGrad",
+    "Sum",
+    "UPGrad",
+]

@@ -1,0 +1,43 @@
+"""DualProj: the mean gradient projected onto the dual cone of the task gradients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from mtl_keras.balancers.aggregators._common import combine, gram
+from mtl_keras.balancers.aggregators.upgrad import check_eps, dual_cone_weights
+from mtl_keras.balancers.base import AGGREGATORS, Aggregator
+
+
+@AGGREGATORS.register("dualproj")
+class DualProj(Aggregator):
+    """DualProj (Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", 2024).
+
+    The mean gradient ``(1/T) Σ_i g_i`` projected onto the dual cone ``{x : g_jᵀ x ≥ 0 for all j}``: the
+    closest direction to the mean that conflicts with no task. The projection is the exact solution of a
+    T-variable non-negative QP on the Gram matrix, solved in TensorFlow by an interior-point method.
+
+    Convention: ``eps=0`` (default) gives the exact projection; TorchJD's ``eps = 1e-4`` added to the
+    Frobenius-normalised Gram matrix gives ``[0.5563, 1.1109, 1.1109]`` instead of the exact
+    ``[0.5556, 1.1111, 1.1111]`` for ``J = [[-4, 1, 1], [6, 1, 1]]``. A zero row (absent task) adds no
+    constraint and still counts in the 1/T of the mean.
+
+    Args:
+        eps: regularisation added to the Frobenius-normalised Gram matrix (TorchJD: 1e-4).
+        seed: unused (no randomness); kept for a uniform constructor.
+    """
+
+    def __init__(self, *, eps: float = 0.0, seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        self.eps = check_eps(eps)
+
+    def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
+        assert self.num_tasks is not None
+        mean = tf.fill([1, self.num_tasks], tf.constant(1.0 / self.num_tasks, tf.float64))
+        weights = dual_cone_weights(gram(jacobian), mean, self.eps)[0]
+        return combine(weights, jacobian)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"eps": self.eps, **super().get_config()}

@@ -1,0 +1,252 @@
+"""`PerTaskEarlyStopping`: each task stops on its own validation metric and keeps its head's best weights.
+
+Which variables are a task's head
+---------------------------------
+A variable belongs to task i's head when it is not a shared variable (not in a layer of
+``model.shared_layer_names``) and task i's output is the *only* model output that depends on it. The
+dependence is read from the graph, not from names and not from data: the model is traced once on symbolic
+inputs (``tf.function`` on the input specs) and a variable is connected to an output when the gradient of
+that output with respect to the variable is not ``None``. That is structural (dead ReLUs, missing labels
+or zero gradients on a batch cannot hide a connection) and works for every builder: towers
+(``tower_<task>``), unshared trunk blocks (``<task>_block_<k>``), MMoE/PLE gates and task experts, and every
+column of a single-task baseline model. Non-trainable float variables (batch-norm statistics of a tower)
+are included. ``task_layers={task: [layer names]}`` overrides the detection.
+
+What happens to the other variables
+-----------------------------------
+Shared variables, non-shared variables that several outputs depend on (cross-stitch and soft-sharing
+columns, ESMM's CTR tower which also feeds CTCVR) and variables no output depends on (a balancer's loss
+weights) are not restored per task. With ``shared_weights="final"`` (default) they keep their values of the
+last epoch trained; with ``shared_weights="composite"`` they are restored to the epoch with the best mean,
+over tasks, of the signed relative change of the monitored values since the first epoch (the score of
+:class:`~mtl_keras.callbacks.CompositeEarlyStopping` with equal weights). Either way a head restored to its
+best epoch then sits on a trunk from a later epoch: its validation score after restoring is close to, not
+exactly, its best one.
+
+A stopped task is no longer tracked, but its loss still trains the shared part and its head
+until every task has stopped (then ``model.stop_training`` is set); the heads' best weights are put back at
+the end of training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mtl_keras.callbacks import _common
+
+SHARED_WEIGHTS = ("final", "composite")
+
+
+def task_head_variables(model: Any) -> tuple[dict[str, list[Any]], list[Any]]:
+    """``({task: variables only that task's output depends on}, [every other model variable])``.
+
+    Detected by tracing the model on symbolic inputs (see the module docstring). Shared variables are never
+    in a head.
+    """
+    task_names = list(model.task_names)
+    shared_ids = {id(v) for name in model.shared_layer_names for v in model.get_layer(name).weights}
+    candidates = [v for v in model.weights if id(v) not in shared_ids and tf.as_dtype(v.dtype).is_floating]
+    specs = tf.nest.map_structure(lambda t: tf.TensorSpec((None, *tuple(t.shape)[1:]), t.dtype), model.input)
+    connected: dict[str, list[bool]] = {}
+
+    def probe(inputs: Any) -> tf.Tensor:
+        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+            for variable in candidates:
+                tape.watch(variable.value)
+            outputs = model(inputs, training=False)
+            totals = {name: tf.reduce_sum(tf.cast(outputs[name], tf.float32)) for name in task_names}
+        for name in task_names:
+            grads = tape.gradient(totals[name], [v.value for v in candidates])
+            connected[name] = [g is not None for g in grads]
+        return tf.constant(0)
+
+    tf.function(probe).get_concrete_function(specs)
+    heads: dict[str, list[Any]] = {name: [] for name in task_names}
+    owned: set[int] = set()
+    for index, variable in enumerate(candidates):
+        users = [name for name in task_names if connected[name][index]]
+        if len(users) == 1:
+            heads[users[0]].append(variable)
+            owned.add(id(variable))
+    others = [v for v in model.weights if id(v) not in owned]
+    return heads, others
+
+
+def _layers_variables(
+    model: Any, task_layers: Mapping[str, Sequence[str]]
+) -> tuple[dict[str, list[Any]], list[Any]]:
+    heads: dict[str, list[Any]] = {name: [] for name in model.task_names}
+    shared_ids = {id(v) for name in model.shared_layer_names for v in model.get_layer(name).weights}
+    owned: dict[int, str] = {}
+    for task, names in task_layers.items():
+        for layer_name in [names] if isinstance(names, str) else names:
+            try:
+                layer = model.get_layer(layer_name)
+            except ValueError as error:
+                raise ValueError(
+                    f"Unknown layer {layer_name!r} in `task_layers` for task {task!r}. "
+                    f"Layers: {[layer.name for layer in model.layers]}"
+                ) from error
+            for variable in layer.weights:
+                if id(variable) in shared_ids:
+                    raise ValueError(
+                        f"Layer {layer_name!r} of task {task!r} is a shared layer; it has no owner."
+                    )
+                if owned.get(id(variable), task) != task:
+                    raise ValueError(
+                        f"Layer {layer_name!r} is listed for tasks {owned[id(variable)]!r} and {task!r}."
+                    )
+                if id(variable) not in owned:
+                    owned[id(variable)] = task
+                    heads[task].append(variable)
+    return heads, [v for v in model.weights if id(v) not in owned]
+
+
+def _values(variables: Sequence[Any]) -> list[np.ndarray]:
+    return [np.array(v.numpy(), copy=True) for v in variables]
+
+
+def _assign(variables: Sequence[Any], values: Sequence[np.ndarray]) -> None:
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+
+
+class PerTaskEarlyStopping(keras.callbacks.Callback):
+    """Early stopping per task: each task's head keeps the weights of its own best validation epoch.
+
+    Args:
+        monitor: the log key watched per task: a pattern with ``{task}`` (default ``"val_{task}_loss"``),
+            a metric name (``"auc"`` → ``val_<task>_auc``), or a ``{task: key or metric}`` dict (tasks left
+            out use ``"val_{task}_loss"``).
+        mode: ``"auto"`` (direction from the metric name, :data:`mtl_keras.tasks.HIGHER_IS_BETTER`),
+            ``"min"``, ``"max"``, or a ``{task: mode}`` dict.
+        patience: epochs without improvement after which a task stops.
+        min_delta: the smallest change that counts as an improvement.
+        restore_best_weights: at the end of training, restore each head's variables to its best epoch.
+        shared_weights: ``"final"`` or ``"composite"``: what the variables outside the heads end with (see the
+            module docstring).
+        task_layers: ``{task: [layer names]}`` forming each head, instead of the automatic detection.
+        verbose: 1 logs each task's stop.
+
+    After ``fit``: ``best_epochs`` ``{task: 0-based epoch}``, ``best_values``, ``stopped_epochs``
+    ``{task: epoch or None}``, ``head_variables`` ``{task: [variables]}``, ``monitored`` ``{task: key}``.
+    """
+
+    def __init__(
+        self,
+        monitor: str | Mapping[str, str] = "val_{task}_loss",
+        mode: str | Mapping[str, str] = "auto",
+        patience: int = 5,
+        min_delta: float = 0.0,
+        restore_best_weights: bool = True,
+        shared_weights: str = "final",
+        task_layers: Mapping[str, Sequence[str]] | None = None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__()
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(
+                f"Expected `patience` to be a non-negative integer. Received: patience={patience!r}"
+            )
+        if min_delta < 0:
+            raise ValueError(f"Expected `min_delta` >= 0. Received: min_delta={min_delta!r}")
+        if shared_weights not in SHARED_WEIGHTS:
+            raise ValueError(
+                f"Expected `shared_weights` to be one of {SHARED_WEIGHTS}. "
+                f"Received: shared_weights={shared_weights!r}"
+            )
+        self.monitor = monitor
+        self.mode = mode
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        self.restore_best_weights = restore_best_weights
+        self.shared_weights = shared_weights
+        self.task_layers = task_layers
+        self.verbose = verbose
+        self._reset()
+
+    def _reset(self) -> None:
+        self.monitored: dict[str, str] = {}
+        self.directions: dict[str, bool] = {}
+        self.best_epochs: dict[str, int | None] = {}
+        self.best_values: dict[str, float | None] = {}
+        self.stopped_epochs: dict[str, int | None] = {}
+        self.head_variables: dict[str, list[Any]] = {}
+        self.other_variables: list[Any] = []
+        self._wait: dict[str, int] = {}
+        self._snapshots: dict[str, list[np.ndarray] | None] = {}
+        self._baselines: dict[str, float] | None = None
+        self._best_composite: float | None = None
+        self.best_composite_epoch: int | None = None
+        self._composite_snapshot: list[np.ndarray] | None = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._reset()
+        model = self.model
+        task_names = list(getattr(model, "task_names", []))
+        if not task_names or not hasattr(model, "shared_layer_names"):
+            raise ValueError("PerTaskEarlyStopping needs a MultiTaskModel (a model with `task_names`).")
+        monitors = _common.per_task(self.monitor, task_names, "monitor")
+        modes = _common.per_task(self.mode, task_names, "mode")
+        for task in task_names:
+            key = _common.monitored_key(task, monitors.get(task, "val_{task}_loss"))
+            self.monitored[task] = key
+            self.directions[task] = _common.higher_is_better(key, task, modes.get(task, "auto"))
+            self.best_epochs[task] = None
+            self.best_values[task] = None
+            self.stopped_epochs[task] = None
+            self._wait[task] = 0
+            self._snapshots[task] = None
+        if self.task_layers is not None:
+            _common.per_task(self.task_layers, task_names, "task_layers")
+            heads, others = _layers_variables(model, self.task_layers)
+        else:
+            heads, others = task_head_variables(model)
+        self.head_variables, self.other_variables = heads, others
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None:
+            return
+        values = {t: _common.read(logs, key, "PerTaskEarlyStopping") for t, key in self.monitored.items()}
+        for task, value in values.items():
+            if self.stopped_epochs[task] is not None:
+                continue
+            if _common.improved(value, self.best_values[task], self.directions[task], self.min_delta):
+                self.best_values[task], self.best_epochs[task], self._wait[task] = value, epoch, 0
+                self._snapshots[task] = _values(self.head_variables[task])
+                continue
+            self._wait[task] += 1
+            if self._wait[task] >= self.patience:
+                self.stopped_epochs[task] = epoch
+                if self.verbose:
+                    _common.logger.info(
+                        "PerTaskEarlyStopping: task %r stopped after epoch %d (best epoch %s, %s = %s).",
+                        task,
+                        epoch + 1,
+                        None if self.best_epochs[task] is None else self.best_epochs[task] + 1,  # type: ignore[operator]
+                        self.monitored[task],
+                        self.best_values[task],
+                    )
+        if self.shared_weights == "composite":
+            if self._baselines is None:
+                self._baselines = dict(values)
+            score = _common.composite_score(values, self._baselines, self.directions)
+            if _common.improved(score, self._best_composite, True, 0.0):
+                self._best_composite, self.best_composite_epoch = score, epoch
+                self._composite_snapshot = _values(self.other_variables)
+        if all(stopped is not None for stopped in self.stopped_epochs.values()):
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if not self.restore_best_weights:
+            return
+        for task, snapshot in self._snapshots.items():
+            if snapshot is not None:
+                _assign(self.head_variables[task], snapshot)
+        if self.shared_weights == "composite" and self._composite_snapshot is not None:
+            _assign(self.other_variables, self._composite_snapshot)

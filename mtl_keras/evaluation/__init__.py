@@ -1,0 +1,25 @@
+"""Evaluation of multi-task models: Δm % against single-task baselines, reports and plots."""
+
+from mtl_keras.evaluation.delta_m import delta_m, delta_m_multi, relative_improvement
+from mtl_keras.evaluation.plots import (
+    cosine_matrix,
+    plot_conflicts,
+    plot_task_weights,
+    plot_validation_curves,
+)
+from mtl_keras.evaluation.report import build_report, format_table, split_results, to_markdown, write_report
+
+__all__ = [
+    "build_report",
+    "cosine_matrix",
+    "delta_m",
+    "delta_m_multi",
+    "format_table",
+    "plot_conflicts",
+    "plot_task_weights",
+    "plot_validation_curves",
+    "relative_improvement",
+    "split_results",
+    "to_markdown",
+    "write_report",
+]
