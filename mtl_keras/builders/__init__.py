@@ -1,17 +1,22 @@
 """Functional-API builders, one per architecture; each returns a MultiTaskModel with dict outputs."""
 
 from mtl_keras.builders.catalog import ARCHITECTURES, get_builder, names
+from mtl_keras.builders.cross_stitch import cross_stitch
 from mtl_keras.builders.esmm import esmm, esmm_labels
 from mtl_keras.builders.hard_sharing import hard_sharing
 from mtl_keras.builders.inputs import RawFeatures
 from mtl_keras.builders.mmoe import mmoe, omoe
 from mtl_keras.builders.ple import cgc, ple
+from mtl_keras.builders.shared_private import shared_private
 from mtl_keras.builders.single_task import single_task
+from mtl_keras.builders.sluice import sluice
+from mtl_keras.builders.soft_sharing import soft_sharing
 
 __all__ = [
     "ARCHITECTURES",
     "RawFeatures",
     "cgc",
+    "cross_stitch",
     "esmm",
     "esmm_labels",
     "get_builder",
@@ -20,5 +25,8 @@ __all__ = [
     "names",
     "omoe",
     "ple",
+    "shared_private",
     "single_task",
+    "sluice",
+    "soft_sharing",
 ]

@@ -7,7 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 from mtl_keras._registry import suggest
-from mtl_keras.builders import esmm, hard_sharing, mmoe, ple
+from mtl_keras.builders import (
+    cross_stitch,
+    esmm,
+    hard_sharing,
+    mmoe,
+    ple,
+    shared_private,
+    sluice,
+    soft_sharing,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +33,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     "cgc": Architecture(ple.cgc, ple.graph, {"num_levels": 1}),
     "ple": Architecture(ple.ple, ple.graph),
     "esmm": Architecture(esmm.esmm, esmm.graph),
+    "soft_sharing": Architecture(soft_sharing.soft_sharing, soft_sharing.graph),
+    "shared_private": Architecture(shared_private.shared_private, shared_private.graph),
+    "cross_stitch": Architecture(cross_stitch.cross_stitch, cross_stitch.graph),
+    "sluice": Architecture(sluice.sluice, sluice.graph),
 }
 
 

@@ -88,8 +88,8 @@ class CrossStitch(keras.layers.Layer):
         channels = shapes[0][-1]
         if channels is None or channels % self.num_subspaces:
             raise ValueError(
-                f"Expected the last axis of the inputs to be divisible by `num_subspaces`={self.num_subspaces}. "
-                f"Received input shape {tuple(shapes[0])}."
+                "Expected the last axis of the inputs to be divisible by "
+                f"`num_subspaces`={self.num_subspaces}. Received input shape {tuple(shapes[0])}."
             )
         alpha = initial_alpha(self.num_tasks, self.diagonal, self.num_subspaces)
         size = alpha.shape[0]
@@ -131,7 +131,9 @@ class CrossStitch(keras.layers.Layer):
 
 def check_input_shapes(input_shape: Any, count: int, argument: str, layer: str) -> list[tuple[Any, ...]]:
     """Expect a list of ``count`` (the value of ``argument``) shapes, equal apart from the batch axis."""
-    if not isinstance(input_shape, (list, tuple)) or not all(isinstance(s, (list, tuple)) for s in input_shape):
+    if not isinstance(input_shape, (list, tuple)) or not all(
+        isinstance(s, (list, tuple)) for s in input_shape
+    ):
         raise ValueError(
             f"Expected {layer} inputs to be a list of `{argument}`={count} tensors. Received: {input_shape!r}"
         )

@@ -41,7 +41,8 @@ class OrthogonalityPenalty(keras.layers.Layer):
             or not all(isinstance(s, (list, tuple)) for s in input_shape)
         ):
             raise ValueError(
-                f"Expected OrthogonalityPenalty inputs to be a list [shared, private]. Received: {input_shape!r}"
+                "Expected OrthogonalityPenalty inputs to be a list [shared, private]. "
+                f"Received: {input_shape!r}"
             )
         shared, private = (tuple(s) for s in input_shape)
         if shared[:-1] != private[:-1]:

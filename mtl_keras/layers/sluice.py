@@ -1,4 +1,4 @@
-"""`LayerStitch`: the learned β mix of a column's layer outputs in sluice networks (Ruder et al., AAAI 2019)."""
+"""`LayerStitch`: the learned β mix of a column's layer outputs (sluice networks, Ruder et al., AAAI 2019)."""
 
 from __future__ import annotations
 

@@ -17,8 +17,9 @@ class SoftSharedDense(keras.layers.Layer):
 
     Soft parameter sharing (Duong et al. 2015): no variable is shared; instead the kernels ``W_i``
     (``(d_in, units)`` each) of corresponding layers are tied by a squared-L2 penalty on their pairwise
-    differences (biases are not penalised). The penalty is added with ``add_loss`` on every call, so it is
-    in ``model.losses`` and :class:`~mtl_keras.MultiTaskModel` adds it to the objective once per step.
+    differences (biases are not penalised). The penalty is added with ``add_loss`` on every call (when
+    ``strength > 0`` and ``T > 1``), so it is in ``model.losses`` and :class:`~mtl_keras.MultiTaskModel`
+    adds it to the objective once per step.
     ``strength = 0`` gives independent columns; a large strength drives the kernels together.
 
     Input: a list of T tensors (column ``i`` reads tensor ``i``), or one tensor that every column reads
@@ -46,14 +47,16 @@ class SoftSharedDense(keras.layers.Layer):
         d_in = shapes[0][-1]
         if any(s[-1] != d_in for s in shapes) or d_in is None:
             raise ValueError(
-                f"Expected all SoftSharedDense inputs to have the same known last axis. Received shapes {shapes}."
+                "Expected all SoftSharedDense inputs to have the same known last axis. "
+                f"Received shapes {shapes}."
             )
         self.kernels = [
             self.add_weight(shape=(d_in, self.units), initializer="glorot_uniform", name=f"kernel_{i}")
             for i in range(self.num_tasks)
         ]
         self.biases = [
-            self.add_weight(shape=(self.units,), initializer="zeros", name=f"bias_{i}") for i in range(self.num_tasks)
+            self.add_weight(shape=(self.units,), initializer="zeros", name=f"bias_{i}")
+            for i in range(self.num_tasks)
         ]
 
     def _shapes(self, input_shape: Any) -> list[tuple[Any, ...]]:
@@ -61,8 +64,8 @@ class SoftSharedDense(keras.layers.Layer):
             shapes = [tuple(s) for s in input_shape]
             if len(shapes) != self.num_tasks:
                 raise ValueError(
-                    f"Expected SoftSharedDense inputs to be one tensor or a list of `num_tasks`={self.num_tasks} "
-                    f"tensors. Received {len(shapes)} tensors of shapes {shapes}."
+                    "Expected SoftSharedDense inputs to be one tensor or a list of "
+                    f"`num_tasks`={self.num_tasks} tensors. Received {len(shapes)} tensors: {shapes}."
                 )
             return shapes
         return [tuple(input_shape)] * self.num_tasks
