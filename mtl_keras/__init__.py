@@ -4,10 +4,20 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from mtl_keras import balancers, builders  # noqa: E402
-from mtl_keras.model import MultiTaskModel  # noqa: E402
-from mtl_keras.tasks import Task  # noqa: E402
-
 __version__ = "0.1.0"
 
-__all__ = ["MultiTaskModel", "Task", "balancers", "builders", "__version__"]
+from mtl_keras import balancers, builders, callbacks, data, evaluation, export
+from mtl_keras.model import MultiTaskModel
+from mtl_keras.tasks import Task
+
+__all__ = [
+    "MultiTaskModel",
+    "Task",
+    "__version__",
+    "balancers",
+    "builders",
+    "callbacks",
+    "data",
+    "evaluation",
+    "export",
+]

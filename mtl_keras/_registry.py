@@ -51,8 +51,7 @@ class Registry(Generic[T]):
     def lookup(self, name: str) -> type[T]:
         if name not in self._items:
             raise ValueError(
-                f"Unknown {self.kind} {name!r}. Expected one of {self.names()}."
-                + suggest(name, self.names())
+                f"Unknown {self.kind} {name!r}. Expected one of {self.names()}." + suggest(name, self.names())
             )
         return self._items[name]
 

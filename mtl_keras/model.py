@@ -424,7 +424,10 @@ class MultiTaskModel(keras.Model):
             # A linear aggregator (mean, sum): the shared part gets Σ c_i g_i in one backward pass, the
             # task-specific part its own task's gradient.
             grads = self._split_gradients(
-                tape, tape.gradient(combined, [v.value for v in self.shared_variables]), scaled_objective, variables
+                tape,
+                tape.gradient(combined, [v.value for v in self.shared_variables]),
+                scaled_objective,
+                variables,
             )
         else:
             grads = tape.gradient(scaled_objective, [v.value for v in variables])
@@ -445,7 +448,11 @@ class MultiTaskModel(keras.Model):
             return tf.norm(_all_reduce_sum(tf.stack(rows)), axis=1)
 
     def _split_gradients(
-        self, tape: tf.GradientTape, shared_grads: list[Any], scaled_objective: tf.Tensor, variables: list[Any]
+        self,
+        tape: tf.GradientTape,
+        shared_grads: list[Any],
+        scaled_objective: tf.Tensor,
+        variables: list[Any],
     ) -> list[tf.Tensor]:
         """Shared variables get ``shared_grads``; every other variable the gradient of the objective."""
         shared = self.shared_variables
@@ -574,7 +581,9 @@ def _serialize_balancer(balancer: balancers_lib.Balancer) -> dict[str, Any]:
     return {
         "weighting": keras.saving.serialize_keras_object(balancer.weighting),
         "aggregator": (
-            keras.saving.serialize_keras_object(balancer.aggregator) if balancer.aggregator is not None else None
+            keras.saving.serialize_keras_object(balancer.aggregator)
+            if balancer.aggregator is not None
+            else None
         ),
         "level": balancer.level,
         "log_conflicts": balancer.log_conflicts,

@@ -32,6 +32,7 @@ def check_layer(layer: keras.layers.Layer, inputs: Any, tmp_path: Any) -> None:
     assert keras.tree.map_structure(lambda t: tuple(t.shape), clone_outputs) == keras.tree.map_structure(
         lambda t: tuple(t.shape), outputs
     )
+
     # Save inside a functional model, reload, same outputs.
     def _input(t: Any) -> Any:
         return keras.Input(shape=tuple(t.shape[1:]), dtype=t.dtype)
@@ -118,7 +119,9 @@ def check_sharing(model: MultiTaskModel, x: Any, y: dict[str, Any]) -> None:
     if model.representation_name is not None:
         direct = tape.gradient(total, [v.value for v in model.shared_variables])
         upstream = tape.gradient(total, representation)
-        through = tape.gradient(representation, [v.value for v in model.shared_variables], output_gradients=upstream)
+        through = tape.gradient(
+            representation, [v.value for v in model.shared_variables], output_gradients=upstream
+        )
         for d, t in zip(direct, through, strict=True):
             np.testing.assert_allclose(np.asarray(d), np.asarray(t), rtol=1e-4, atol=1e-6)
     del tape

@@ -1,11 +1,11 @@
 """MultiTaskModel: masked losses, the plain Keras compile/fit path, errors."""
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from helpers import toy_data, toy_tasks
 
-import keras
-import tensorflow as tf
 from mtl_keras import MultiTaskModel, Task, builders
 
 
@@ -27,7 +27,10 @@ def test_half_nan_labels_equal_the_loss_without_those_rows():
     expected_b = float(keras.losses.MeanSquaredError()(y["b"][~drop, None], predictions["b"][~drop]))
     assert with_nan["b_loss"] == pytest.approx(expected_b, rel=1e-6)
     removed = model.evaluate(
-        x[~drop], {"b": y["b"][~drop], "a": y["a"][~drop], "c": y["c"][~drop]}, batch_size=64, verbose=0,
+        x[~drop],
+        {"b": y["b"][~drop], "a": y["a"][~drop], "c": y["c"][~drop]},
+        batch_size=64,
+        verbose=0,
         return_dict=True,
     )
     assert with_nan["b_loss"] == pytest.approx(removed["b_loss"], rel=1e-6)
@@ -44,7 +47,14 @@ def test_per_task_sample_weight_mask_equals_nan_mask():
     y_nan = {k: v.copy() for k, v in y.items()}
     y_nan["a"][mask == 0] = np.nan
     by_nan = model.evaluate(x, y_nan, batch_size=64, verbose=0, return_dict=True)
-    by_mask = model.evaluate(x, y, sample_weight={"a": mask, "b": np.ones(64), "c": np.ones(64)}, batch_size=64, verbose=0, return_dict=True)
+    by_mask = model.evaluate(
+        x,
+        y,
+        sample_weight={"a": mask, "b": np.ones(64), "c": np.ones(64)},
+        batch_size=64,
+        verbose=0,
+        return_dict=True,
+    )
     assert by_nan["a_loss"] == pytest.approx(by_mask["a_loss"], rel=1e-6)
     assert by_nan["a_accuracy"] == pytest.approx(by_mask["a_accuracy"], rel=1e-6)
 
@@ -94,9 +104,9 @@ def test_static_weights_scale_the_gradient_exactly():
     model.train_on_batch(x, y)
     with tf.GradientTape() as tape:
         p = reference(x)
-        loss = 2.0 * tf.reduce_mean(keras.losses.binary_crossentropy(y["a"][:, None], p["a"])) + tf.reduce_mean(
-            keras.losses.mean_squared_error(y["b"][:, None], p["b"])
-        )
+        loss = 2.0 * tf.reduce_mean(
+            keras.losses.binary_crossentropy(y["a"][:, None], p["a"])
+        ) + tf.reduce_mean(keras.losses.mean_squared_error(y["b"][:, None], p["b"]))
     grads = tape.gradient(loss, reference.trainable_variables)
     for v, r, g in zip(model.trainable_variables, reference.trainable_variables, grads, strict=True):
         expected = r.numpy() - 0.1 * (g.numpy() if g is not None else 0.0)
@@ -135,7 +145,7 @@ def test_compile_argument_errors():
         model.compile("adam", loss={"bb": "mse"})
     with pytest.raises(ValueError, match="Expected `loss_weights` to have 3 entries"):
         model.compile("adam", loss_weights=[1.0, 2.0])
-    with pytest.raises(ValueError, match="Unknown metric 'acuracy'.*Did you mean 'accuracy'"):
+    with pytest.raises(ValueError, match=r"Unknown metric 'acuracy'.*Did you mean 'accuracy'"):
         model.compile("adam", metrics={"a": ["acuracy"]})
 
 

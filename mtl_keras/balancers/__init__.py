@@ -3,13 +3,9 @@
 ``mtl_keras.balancers.get(name, **options)`` returns one registered balancer object.
 """
 
+from mtl_keras.balancers import aggregators as aggregators
 from mtl_keras.balancers import weightings as weightings
 from mtl_keras.balancers.base import AGGREGATORS, WEIGHTINGS, Aggregator, Weighting
 from mtl_keras.balancers.compose import Balancer, get, names, resolve
-
-try:  # the aggregators package is being written in parallel; see issue 4
-    from mtl_keras.balancers import aggregators as aggregators
-except ImportError:  # pragma: no cover
-    pass
 
 __all__ = ["AGGREGATORS", "WEIGHTINGS", "Aggregator", "Balancer", "Weighting", "get", "names", "resolve"]

@@ -48,7 +48,9 @@ class _Balancer:
     def build(self, num_tasks: int) -> None:
         """Create state for ``num_tasks`` tasks. Called once by the model, inside the strategy scope."""
         if num_tasks < 1:
-            raise ValueError(f"Expected `num_tasks` to be a positive integer. Received: num_tasks={num_tasks}")
+            raise ValueError(
+                f"Expected `num_tasks` to be a positive integer. Received: num_tasks={num_tasks}"
+            )
         self.num_tasks = num_tasks
 
     @property

@@ -67,7 +67,9 @@ def get(identifier: str, **options: Any) -> Weighting | Aggregator:
     if identifier in AGGREGATORS.names():
         return AGGREGATORS.get(identifier, **options)
     known = WEIGHTINGS.names() + AGGREGATORS.names()
-    raise ValueError(f"Unknown balancer {identifier!r}. Expected one of {known}." + suggest(identifier, known))
+    raise ValueError(
+        f"Unknown balancer {identifier!r}. Expected one of {known}." + suggest(identifier, known)
+    )
 
 
 def names() -> dict[str, list[str]]:
@@ -89,7 +91,9 @@ def resolve(
     """
     if isinstance(balancer, Balancer):
         if static_weights is not None:
-            raise ValueError("`loss_weights` cannot be combined with a Balancer object; use Static(weights=...).")
+            raise ValueError(
+                "`loss_weights` cannot be combined with a Balancer object; use Static(weights=...)."
+            )
         return balancer
     if balancer is None:
         parts: list[Any] = []

@@ -19,9 +19,11 @@ from mtl_keras.layers.towers import Tower
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import Task, as_tasks
 
-#: A block of a column/trunk: an int (a Dense layer with that many units) or a zero-argument factory
-#: returning a fresh Keras layer (e.g. ``lambda: keras.layers.Conv2D(16, 3, activation="relu")``).
-Block = int | Callable[[], keras.layers.Layer]
+#: A block of a column/trunk: an int (a Dense layer with that many units), a zero-argument factory returning
+#: a fresh Keras layer (e.g. ``lambda: keras.layers.Conv2D(16, 3, activation="relu")``), or — as recipes
+#: write it — a one-key mapping ``{LayerClass: {constructor arguments}}`` such as
+#: ``{"Conv2D": {"filters": 16, "kernel_size": 3, "activation": "relu"}}``.
+Block = int | Callable[[], keras.layers.Layer] | dict[str, dict[str, Any]]
 
 
 @dataclasses.dataclass
@@ -45,17 +47,35 @@ def check_blocks(blocks: Any, name: str) -> list[Block]:
     for block in blocks:
         if isinstance(block, int) and not isinstance(block, bool):
             check_positive_int(block, name)
+        elif isinstance(block, dict):
+            _layer_from_mapping(block, name)  # validates eagerly
         elif not callable(block):
             raise ValueError(
-                f"Expected every entry of `{name}` to be a positive int or a layer factory. Received: {block!r}"
+                f"Expected every entry of `{name}` to be a positive int, a layer factory or a "
+                f"{{LayerClass: {{arguments}}}} mapping. Received: {block!r}"
             )
     return list(blocks)
+
+
+def _layer_from_mapping(block: dict[str, Any], argument: str) -> keras.layers.Layer:
+    if len(block) != 1:
+        raise ValueError(
+            f"Expected a block mapping in `{argument}` to have exactly one key (the layer class). Received: {block!r}"
+        )
+    ((class_name, config),) = block.items()
+    layer_class = getattr(keras.layers, str(class_name), None)
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise ValueError(f"Unknown Keras layer class {class_name!r} in `{argument}`.")
+    try:
+        return layer_class(**(config or {}))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"Cannot build {class_name} in `{argument}` from {config!r}: {error}") from None
 
 
 def make_block(block: Block, *, activation: str, name: str) -> keras.layers.Layer:
     if isinstance(block, int):
         return keras.layers.Dense(block, activation=activation, name=name)
-    layer = block()
+    layer = _layer_from_mapping(block, "blocks") if isinstance(block, dict) else block()
     if not isinstance(layer, keras.layers.Layer):
         raise ValueError(f"Expected a block factory to return a keras Layer. Received: {layer!r}")
     # Give factory-made layers a unique, predictable name inside the model.

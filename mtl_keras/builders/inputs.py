@@ -90,7 +90,9 @@ def make_inputs(inputs: Any) -> tuple[Any, Any]:
     if isinstance(inputs, RawFeatures):
         return _raw_block(inputs)
     if isinstance(inputs, bool):
-        raise ValueError(f"Expected `inputs` to be a size, a shape, RawFeatures or keras.Input. Received: {inputs!r}")
+        raise ValueError(
+            f"Expected `inputs` to be a size, a shape, RawFeatures or keras.Input. Received: {inputs!r}"
+        )
     if isinstance(inputs, int):
         if inputs < 1:
             raise ValueError(f"Expected `inputs` to be a positive input size. Received: inputs={inputs}")
@@ -101,9 +103,15 @@ def make_inputs(inputs: Any) -> tuple[Any, Any]:
         return tensor, tensor
     if isinstance(inputs, keras.KerasTensor):
         return inputs, inputs
-    if isinstance(inputs, Mapping) and inputs and all(isinstance(v, keras.KerasTensor) for v in inputs.values()):
+    if (
+        isinstance(inputs, Mapping)
+        and inputs
+        and all(isinstance(v, keras.KerasTensor) for v in inputs.values())
+    ):
         tensors = list(inputs.values())
-        features = keras.layers.Concatenate(name="input_features")(tensors) if len(tensors) > 1 else tensors[0]
+        features = (
+            keras.layers.Concatenate(name="input_features")(tensors) if len(tensors) > 1 else tensors[0]
+        )
         return dict(inputs), features
     raise ValueError(
         "Expected `inputs` to be a positive int (vector size), a shape tuple of positive ints, RawFeatures, "

@@ -270,8 +270,8 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
         f"averaged {averaged})",
         f"training time: {float(report['train_seconds']):.1f} s, parameters: {int(report['params']):,}",
     ]
-    extra = {k: v for k, v in report.items() if k not in _RESERVED}
-    lines.extend(f"{k}: {v}" for k, v in extra.items())
+    extra = {k: v for k, v in report.items() if k not in _RESERVED and not isinstance(v, (list, dict))}
+    lines.extend(f"{k}: {_format_value(v) if isinstance(v, float) else v}" for k, v in extra.items())
     return lines
 
 

@@ -18,7 +18,9 @@ def check_positive_ints(values: Any, name: str, *, allow_empty: bool = True) -> 
     if not isinstance(values, Sequence) or isinstance(values, str):
         raise ValueError(f"Expected `{name}` to be a list of positive integers. Received: {name}={values!r}")
     if not allow_empty and not values:
-        raise ValueError(f"Expected `{name}` to be a non-empty list of positive integers. Received: {name}=[]")
+        raise ValueError(
+            f"Expected `{name}` to be a non-empty list of positive integers. Received: {name}=[]"
+        )
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(

@@ -40,10 +40,14 @@ class Experts(keras.layers.Layer):
         for depth, d_out in enumerate(self.units):
             self.kernels.append(
                 self.add_weight(
-                    shape=(self.num_experts, d_in, d_out), initializer="glorot_uniform", name=f"kernel_{depth}"
+                    shape=(self.num_experts, d_in, d_out),
+                    initializer="glorot_uniform",
+                    name=f"kernel_{depth}",
                 )
             )
-            self.biases.append(self.add_weight(shape=(self.num_experts, d_out), initializer="zeros", name=f"bias_{depth}"))
+            self.biases.append(
+                self.add_weight(shape=(self.num_experts, d_out), initializer="zeros", name=f"bias_{depth}")
+            )
             d_in = d_out
 
     def call(self, inputs: Any) -> Any:

@@ -38,10 +38,14 @@ class Tower(keras.layers.Layer):
         self.output_activation = output_activation
         self.activation = activation
         self.dropout = check_rate(dropout, "dropout")
-        self.hidden = [keras.layers.Dense(u, activation=activation, name=f"dense_{i}") for i, u in enumerate(units)]
+        self.hidden = [
+            keras.layers.Dense(u, activation=activation, name=f"dense_{i}") for i, u in enumerate(units)
+        ]
         self.dropouts = [keras.layers.Dropout(self.dropout) for _ in self.units] if self.dropout else []
         # float32 output: losses and probabilities stay exact under mixed precision.
-        self.head = keras.layers.Dense(output_units, activation=output_activation, dtype="float32", name="output")
+        self.head = keras.layers.Dense(
+            output_units, activation=output_activation, dtype="float32", name="output"
+        )
 
     def build(self, input_shape: Any) -> None:
         shape = input_shape

@@ -1,8 +1,8 @@
+import keras
 import numpy as np
 import pytest
 from helpers import check_builder, check_sharing, toy_data, toy_tasks
 
-import keras
 from mtl_keras import builders
 
 

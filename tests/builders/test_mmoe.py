@@ -5,9 +5,7 @@ from mtl_keras import Task, builders
 
 
 def _params_without_gates(model):
-    return sum(
-        int(v.numpy().size) for v in model.trainable_variables if "gate" not in v.path
-    )
+    return sum(int(v.numpy().size) for v in model.trainable_variables if "gate" not in v.path)
 
 
 def test_parameter_budget_matches_the_paper():
@@ -42,7 +40,11 @@ def test_gates_are_task_specific_in_mmoe_and_shared_in_omoe():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"num_experts": 0}, "num_experts"), ({"expert_units": ()}, "units"), ({"tower_units": (0,)}, "tower_units")],
+    [
+        ({"num_experts": 0}, "num_experts"),
+        ({"expert_units": ()}, "units"),
+        ({"tower_units": (0,)}, "tower_units"),
+    ],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

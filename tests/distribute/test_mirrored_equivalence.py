@@ -4,12 +4,12 @@ Per-task losses use the global number of labelled examples as the denominator on
 gradients are all-reduced before aggregation, and the aggregated update is divided by the replica count.
 """
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from helpers import toy_data, toy_tasks
 
-import keras
-import tensorflow as tf
 from mtl_keras import balancers, builders
 
 STEPS, BATCH = 10, 32
@@ -33,9 +33,12 @@ def _data():
     return x, y
 
 
-CASES = [(name, "param") for name in balancers.WEIGHTINGS.names() if name != "inverse_validation"] + [
-    (name, "param") for name in balancers.AGGREGATORS.names()
-] + [(name, "rep") for name in ("pcgrad", "mgda", "cagrad", "upgrad")] + [("uncertainty+pcgrad", "param")]
+CASES = (
+    [(name, "param") for name in balancers.WEIGHTINGS.names() if name != "inverse_validation"]
+    + [(name, "param") for name in balancers.AGGREGATORS.names()]
+    + [(name, "rep") for name in ("pcgrad", "mgda", "cagrad", "upgrad")]
+    + [("uncertainty+pcgrad", "param")]
+)
 
 
 @pytest.mark.parametrize(("balancer", "level"), CASES)

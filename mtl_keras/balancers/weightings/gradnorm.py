@@ -29,7 +29,9 @@ class GradNorm(Weighting):
         if alpha < 0:
             raise ValueError(f"Expected `alpha` to be non-negative. Received: alpha={alpha!r}")
         if not learning_rate > 0:
-            raise ValueError(f"Expected `learning_rate` to be positive. Received: learning_rate={learning_rate!r}")
+            raise ValueError(
+                f"Expected `learning_rate` to be positive. Received: learning_rate={learning_rate!r}"
+            )
         self.alpha = float(alpha)
         self.learning_rate = float(learning_rate)
 

@@ -1,11 +1,11 @@
 """Loss weightings against hand computations and the papers' stated behaviour."""
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from helpers import toy_data, toy_tasks
 
-import keras
-import tensorflow as tf
 from mtl_keras import Task, balancers, builders
 
 

@@ -1,0 +1,204 @@
+"""`mtl-keras`: train recipes, evaluate runs, export for serving, list what exists. Thin over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+Multi-task learning for Keras 3. `train` trains a recipe's multi-task model and its single-task
+baselines on the same budget, evaluates both on the test split and writes report.json, report.md, plots,
+the model and a TF Serving export."""
+
+EXAMPLES = """\
+examples:
+  mtl-keras train zoo/census_mmoe.yaml
+  mtl-keras train zoo/synthetic_mmoe.yaml --set training.epochs=2 --set balancer=pcgrad --output runs/try
+  mtl-keras evaluate runs/census_mmoe
+  mtl-keras export runs/census_mmoe            # a new version under saved_models/census_mmoe/
+  mtl-keras export --check saved_models/census_mmoe/1
+  mtl-keras list balancers"""
+
+
+def _zoo_dir() -> Path:
+    here = Path.cwd() / "zoo"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent / "zoo"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtl-keras",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quiet", action="store_true", help="only print results and errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a recipe and its single-task baselines; report Δm %%")
+    train.add_argument("recipe", help="a recipe YAML file, e.g. zoo/census_mmoe.yaml")
+    train.add_argument("--output", "-o", help="run directory (default: runs/<recipe name>)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value (YAML), e.g. --set training.epochs=3 (repeatable)",
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
+    )
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained run on its test split")
+    evaluate.add_argument("run_dir", help="a directory written by `mtl-keras train`")
+
+    export = commands.add_parser("export", help="export a run for TF Serving, or check an export")
+    export.add_argument("path", help="a run directory; with --check, an exported version directory")
+    export.add_argument("--base-dir", help="export base directory (default: saved_models/<recipe name>)")
+    export.add_argument(
+        "--check",
+        action="store_true",
+        help="load the SavedModel in a fresh process without mtl_keras, run every signature on the stored "
+        "request, list the signatures and parse models.config",
+    )
+
+    listing = commands.add_parser("list", help="list recipes, architectures, balancers or data sets")
+    listing.add_argument(
+        "what", nargs="?", default="all", choices=["all", "recipes", "architectures", "balancers", "datasets"]
+    )
+    return parser
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mtl_keras.evaluation.report import format_table
+    from mtl_keras.experiments import prepare, run
+    from mtl_keras.recipes import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    output = Path(args.output or os.path.join("runs", recipe["name"]))
+    prepared = prepare(recipe)  # every recipe error is raised before anything is written
+    try:
+        report = run(prepared, output, resume=args.resume)
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            f"\ninterrupted: the last epoch's checkpoint is in {output}; continue with\n"
+            f"  mtl-keras train {args.recipe} --output {output} --resume\n"
+        )
+        return 130
+    _print(format_table(report))
+    _print(f"\nwrote {output / 'report.json'}, {output / 'report.md'} and plots in {output / 'plots'}")
+    if "export" in report:
+        _print(f"exported {report['export']}")
+    return 0
+
+
+def _load_run(run_dir: str) -> tuple[dict[str, Any], Any]:
+    import keras
+
+    from mtl_keras.experiments.train import MODEL_FILE
+    from mtl_keras.recipes.schema import RecipeError
+
+    directory = Path(run_dir)
+    recipe_file, model_file = directory / "recipe.json", directory / MODEL_FILE
+    for path in (recipe_file, model_file):
+        if not path.exists():
+            raise RecipeError(
+                "", f"{path} does not exist; is {run_dir!r} a directory written by `mtl-keras train`?"
+            )
+    recipe = json.loads(recipe_file.read_text())
+    return recipe, keras.models.load_model(model_file)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mtl_keras.data.pipeline import to_dataset
+    from mtl_keras.experiments.train import load_data
+
+    recipe, model = _load_run(args.run_dir)
+    dataset = load_data(recipe)
+    results = model.evaluate(to_dataset(dataset.test, 1024), verbose=0, return_dict=True)
+    width = max(len(k) for k in results)
+    for key in sorted(results):
+        _print(f"{key:<{width}}  {float(results[key]):.6g}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    if args.check:
+        from mtl_keras.export.check import check_export, format_report
+
+        report = check_export(args.path)
+        _print(format_report(report))
+        return 0 if report.get("ok") else 1
+    import numpy as np
+
+    from mtl_keras.data.pipeline import model_inputs
+    from mtl_keras.experiments.train import load_data
+    from mtl_keras.export import export_for_serving
+
+    recipe, model = _load_run(args.path)
+    base_dir = args.base_dir or recipe["export"]["base_dir"] or os.path.join("saved_models", recipe["name"])
+    dataset = load_data(recipe)
+    examples = dataset.test.take(np.arange(min(3, len(dataset.test))))
+    version_dir = export_for_serving(model, base_dir, request_examples=model_inputs(examples.x))
+    _print(f"exported {version_dir}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    sections: dict[str, list[str]] = {}
+    if args.what in ("all", "recipes"):
+        sections["recipes"] = sorted(str(p) for p in _zoo_dir().glob("*.yaml"))
+    if args.what in ("all", "architectures"):
+        from mtl_keras.builders import names
+
+        sections["architectures"] = names()
+    if args.what in ("all", "balancers"):
+        from mtl_keras.balancers import AGGREGATORS, WEIGHTINGS
+
+        sections["balancers (loss weightings)"] = WEIGHTINGS.names()
+        sections["balancers (gradient aggregators)"] = AGGREGATORS.names()
+    if args.what in ("all", "datasets"):
+        from mtl_keras.data import DATASETS
+
+        sections["datasets"] = sorted(DATASETS)
+    for title, items in sections.items():
+        _print(f"{title}:")
+        for item in items:
+            _print(f"  {item}")
+    return 0
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "export": _export, "list": _list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mtl_keras.recipes.schema import RecipeError
+
+    try:
+        return COMMANDS[args.command](args)
+    except RecipeError as error:
+        sys.stderr.write(f"mtl-keras: error: {error}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Every recipe in zoo/ trains end to end on a small budget and writes a complete report."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from mtl_keras.cli import main
+
+ZOO = Path(__file__).resolve().parents[2] / "zoo"
+
+#: Per data set: options that shrink it for a test run.
+SMALL_DATA = {
+    "census": ["data.max_rows=600"],
+    "synthetic_mmoe": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
+    "sincos": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
+    "gradnorm_toy": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
+    "multidigits": ["data.n_train=256", "data.n_validation=64", "data.n_test=64"],
+}
+
+
+def _recipes():
+    return sorted(ZOO.glob("*.yaml"))
+
+
+def test_the_zoo_has_the_recipes_the_issue_asks_for():
+    names = {p.stem for p in _recipes()}
+    assert {
+        "census_mmoe",
+        "census_hard_sharing",
+        "census_ple",
+        "synthetic_mmoe",
+        "gradnorm_toy",
+        "sincos_dynamic_weights",
+        "multidigits_cross_stitch",
+        "multidigits_pcgrad",
+    } <= names
+
+
+@pytest.mark.parametrize("recipe", _recipes(), ids=lambda p: p.stem)
+def test_recipe_trains_and_reports(recipe, tmp_path, capsys):
+    import yaml
+
+    data_name = yaml.safe_load(recipe.read_text())["data"]["name"]
+    out = tmp_path / "run"
+    overrides = [
+        "training.epochs=2",
+        "training.steps_per_epoch=3",
+        f"export.base_dir={tmp_path / 'saved_models'}",
+        *SMALL_DATA[data_name],
+    ]
+    args = ["--quiet", "train", str(recipe), "--output", str(out)]
+    for item in overrides:
+        args += ["--set", item]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "Δm" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["recipe"] == recipe.stem
+    assert isinstance(report["delta_m"], float) and math.isfinite(report["delta_m"])
+    assert report["train_seconds"] > 0 and report["params"] > 0
+    for entry in report["tasks"].values():
+        assert entry["multi_task"] and entry["single_task"]
+        assert set(entry["multi_task"]) == set(entry["single_task"])
+    assert (out / "report.md").read_text().count("|") > 10
+    assert (out / "plots" / "validation_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "model.keras").exists() and (out / "single_task" / "results.json").exists()
+    assert (tmp_path / "saved_models" / "1" / "saved_model.pb").exists()
