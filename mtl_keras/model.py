@@ -163,7 +163,8 @@ class MultiTaskModel(keras.Model):
                 ``"uncertainty+pcgrad"``, objects, or a :class:`~mtl_keras.balancers.Balancer`).
             balancer_level: ``"param"`` or ``"rep"``, where gradient aggregators act.
             log_conflicts: log pairwise task-gradient cosines and the fraction of conflicting pairs.
-            **kwargs: passed to ``keras.Model.compile`` (``jit_compile``, ``steps_per_execution``, ...).
+            **kwargs: passed to ``keras.Model.compile`` (``steps_per_execution``, ...); ``jit_compile``
+                defaults to False here.
         """
         for key in ("loss_weights", "weighted_metrics"):
             if key in kwargs:
@@ -208,6 +209,9 @@ class MultiTaskModel(keras.Model):
                 for b in self.task_names[i + 1 :]:
                     self._conflict_trackers.append(keras.metrics.Mean(name=f"cos_{a}_{b}"))
             self._conflict_trackers.append(keras.metrics.Mean(name="conflict_fraction"))
+        # XLA is opt-in: the gradient aggregators' iterative solvers are written for graph mode, and
+        # REFERENCE.md measured no XLA speed-up on CPU.
+        kwargs.setdefault("jit_compile", False)
         super().compile(optimizer=optimizer, **kwargs)
         self._mtl_compiled = True
         self._mtl_compile_config = {

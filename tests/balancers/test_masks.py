@@ -1,0 +1,32 @@
+"""Every balancer honours missing labels: a task without labels contributes nothing and nothing is NaN."""
+
+import numpy as np
+import pytest
+from helpers import toy_data, toy_tasks
+
+import keras
+from mtl_keras import balancers, builders
+
+CASES = [(name, "param") for name in balancers.WEIGHTINGS.names()] + [
+    (name, level) for name in balancers.AGGREGATORS.names() for level in ("param", "rep")
+]
+
+
+@pytest.mark.parametrize(("balancer", "level"), CASES, ids=[f"{b}@{lv}" for b, lv in CASES])
+def test_unlabelled_task_gets_zero_loss_and_nothing_is_nan(balancer, level):
+    x, y = toy_data(n=64, seed=2)
+    y["c"][:] = np.nan  # task c has no label in any batch
+    y["a"][::2] = np.nan  # task a is half labelled
+    keras.utils.set_random_seed(0)
+    model = builders.hard_sharing(toy_tasks(), 12, trunk=(8,), tower_units=(4,))
+    model.compile(keras.optimizers.Adam(0.01), balancer=balancer, balancer_level=level)
+    tower_c = [v.numpy().copy() for v in model.get_layer("tower_c").trainable_variables]
+    history = model.fit(x, y, batch_size=32, epochs=2, verbose=0).history
+    assert history["c_loss"] == [0.0, 0.0]
+    for key, values in history.items():
+        assert np.all(np.isfinite(values)), key
+    for variable in model.trainable_variables:
+        assert np.all(np.isfinite(variable.numpy())), variable.path
+    # The unlabelled head receives no gradient at all.
+    for before, variable in zip(tower_c, model.get_layer("tower_c").trainable_variables, strict=True):
+        np.testing.assert_array_equal(before, variable.numpy())
