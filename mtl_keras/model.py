@@ -90,6 +90,7 @@ class MultiTaskModel(keras.Model):
         # Holds the balancer's own variables (e.g. uncertainty log-variances) so they are trained,
         # saved and restored with the model; it is not part of the graph.
         self.balancer_state = BalancerState(name="balancer_state")
+        self.balancer_state.built = True
 
     def _output_dict_keys(self) -> list[str]:
         structure = getattr(self, "_outputs_struct", None)
@@ -546,6 +547,18 @@ class MultiTaskModel(keras.Model):
         total = tf.reduce_sum(weights * global_losses + offsets) + regularization
         self._update_metrics(global_losses, total, weights, y_pred, extras)
         return self._logs()
+
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Keras builds state under a strategy by MEAN-reducing a distributed batch, which fails for string
+        features (raw census inputs). This model is built at construction and its metrics in ``compile``;
+        only the optimizer is left to build."""
+        built = all(layer.built for layer in self._flatten_layers())
+        if getattr(self, "_distribute_strategy", None) is None or not built:
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)  # type: ignore[misc]
+            return
+        with self.distribute_strategy.scope():
+            if self.optimizer is not None and not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
 
     def fit(self, *args: Any, callbacks: Any = None, **kwargs: Any) -> keras.callbacks.History:
         """``keras.Model.fit``, plus the epoch-end hook of the balancer's weighting (DWA, inverse validation)."""

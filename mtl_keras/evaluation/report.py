@@ -314,6 +314,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> str:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> str:
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
@@ -324,6 +330,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> str:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes owner-only files; use the usual mode
         os.replace(temporary, target)
     except BaseException:
         if os.path.exists(temporary):

@@ -48,3 +48,23 @@ def test_two_replicas_match_one_device(balancer, level, mirrored_strategy):
     two = _train(mirrored_strategy, balancer, level, x, y)
     for a, b in zip(one, two, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_raw_string_features_train_under_mirrored_strategy(mirrored_strategy):
+    """Census raw features (strings) go through the model's preprocessing block on every replica."""
+    from mtl_keras.builders import RawFeatures
+    from mtl_keras.data import load_census
+    from mtl_keras.data.pipeline import to_dataset
+
+    data = load_census(max_rows=256)
+
+    def train(strategy):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = builders.hard_sharing(data.tasks, RawFeatures(data.features, data.train.x), trunk=(8,))
+            model.compile(keras.optimizers.Adam(1e-2), balancer="pcgrad")
+        model.fit(to_dataset(data.train, 64), epochs=1, verbose=0)
+        return [v.numpy() for v in model.trainable_variables]
+
+    for a, b in zip(train(tf.distribute.get_strategy()), train(mirrored_strategy), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
