@@ -1,0 +1,257 @@
+"""The census task pair (income > 50K, never married; MMoE paper, UCI Adult): architectures vs single-task,
+issue 9 item 5.
+
+Architectures, sizes of the zoo's census recipes (``zoo/census_*.yaml``):
+
+- hard sharing: shared Dense 64 → 32 trunk, 16-unit towers;
+- MMoE: 8 experts × 32 units, 16-unit towers;
+- PLE: 2 levels, 2 shared + 2 task experts per level × 32 units, 16-unit towers;
+
+each trained with static (equal) weights, plus optional (architecture, balancer) pairs (``--extra``), and each
+architecture's single-task version (``single_task(architecture=...)`` with the same options: one full model
+per task). Training: Adam lr 2e-3, batch 256, a fixed number of epochs, no early stopping, the shipped Adult
+train split minus a 10 % validation split; results on the Adult test split. Δm % (positive = better than
+single-task) averages each task's AUC and accuracy changes, then the tasks
+(:func:`mtl_keras.evaluation.delta_m.delta_m_multi`, the convention of the library's reports), per seed against
+the single-task model of the same architecture and seed; then mean ± std over seeds.
+
+    python benchmarks/census_table.py --out benchmarks/results/census_table
+    python benchmarks/census_table.py --quick --out /tmp/census_quick
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from mtl_keras.builders.catalog import get_builder
+from mtl_keras.data import MultiTaskDataset, load_census
+from mtl_keras.data.pipeline import to_dataset
+from mtl_keras.evaluation.delta_m import delta_m_multi
+from mtl_keras.experiments.train import model_inputs_spec
+
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "hard_sharing": {"trunk": (64, 32), "tower_units": (16,)},
+    "mmoe": {"num_experts": 8, "expert_units": (32,), "tower_units": (16,)},
+    "ple": {
+        "num_levels": 2,
+        "num_shared_experts": 2,
+        "num_task_experts": 2,
+        "expert_units": (32,),
+        "tower_units": (16,),
+    },
+}
+TASKS = ("income", "never_married")
+METRICS = ("auc", "accuracy")
+
+
+def train_one(
+    architecture: str, balancer: str | None, dataset: MultiTaskDataset, seed: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """``balancer=None`` trains the single-task version of ``architecture``."""
+    keras.utils.set_random_seed(seed)
+    inputs = model_inputs_spec(dataset)
+    options = ARCHITECTURES[architecture]
+    if balancer is None:
+        model = get_builder("single_task")(dataset.tasks, inputs, architecture=architecture, **options)
+    else:
+        model = get_builder(architecture)(dataset.tasks, inputs, **options)
+    model.compile(keras.optimizers.Adam(args.lr), balancer=balancer)
+    train = to_dataset(dataset.train, args.batch_size, shuffle=True, seed=seed)
+    start = time.perf_counter()
+    model.fit(train, epochs=args.epochs, verbose=0, shuffle=False)  # the dataset shuffles itself
+    seconds = time.perf_counter() - start
+    results = model.evaluate(to_dataset(dataset.test, 4096), verbose=0, return_dict=True)
+    return {
+        "metrics": {t: {m: float(results[f"{t}_{m}"]) for m in METRICS} for t in TASKS},
+        "train_seconds": seconds,
+        "params": int(model.count_params()),
+    }
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
+
+
+def configurations(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    configs: list[tuple[str, str | None]] = []
+    for architecture in args.architectures:
+        configs += [(architecture, None), (architecture, "static")]
+    for extra in args.extra:
+        architecture, balancer = extra.split(":")
+        configs.append((architecture, balancer))
+    return configs
+
+
+def label(architecture: str, balancer: str | None) -> str:
+    return f"{architecture} single-task" if balancer is None else f"{architecture} + {balancer}"
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    start = time.perf_counter()
+    runs: list[dict[str, Any]] = []
+    for seed in range(args.seed0, args.seed0 + args.seeds):
+        dataset = load_census(seed=seed, max_rows=args.max_rows)
+        singles: dict[str, dict[str, dict[str, float]]] = {}
+        for architecture, balancer in configurations(args):
+            result = train_one(architecture, balancer, dataset, seed, args)
+            if balancer is None:
+                singles[architecture] = result["metrics"]
+            else:
+                result["delta_m"] = delta_m_multi(result["metrics"], singles[architecture])
+            runs.append({"architecture": architecture, "balancer": balancer, "seed": seed, **result})
+            m = result["metrics"]
+            print(
+                f"seed={seed} {label(architecture, balancer)}: "
+                + ", ".join(f"{t} auc={m[t]['auc']:.4f} acc={m[t]['accuracy']:.4f}" for t in TASKS)
+                + (f", Δm={result['delta_m']:+.3f}" if "delta_m" in result else ""),
+                flush=True,
+            )
+    summary = {}
+    for architecture, balancer in configurations(args):
+        rows = [r for r in runs if r["architecture"] == architecture and r["balancer"] == balancer]
+        entry: dict[str, Any] = {
+            "architecture": architecture,
+            "balancer": balancer,
+            "params": rows[0]["params"],
+            "train_seconds": mean_std([r["train_seconds"] for r in rows]),
+        }
+        for t in TASKS:
+            for m in METRICS:
+                entry[f"{t}_{m}"] = mean_std([r["metrics"][t][m] for r in rows])
+        entry["delta_m"] = mean_std([r["delta_m"] for r in rows]) if balancer is not None else None
+        summary[label(architecture, balancer)] = entry
+    return {
+        "benchmark": "census_table",
+        "command": args.command,
+        "settings": {
+            "seeds": list(range(args.seed0, args.seed0 + args.seeds)),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.lr,
+            "max_rows": args.max_rows,
+            "architectures": {a: ARCHITECTURES[a] for a in args.architectures},
+        },
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "wall_seconds": time.perf_counter() - start,
+        "summary": summary,
+        "runs": runs,
+    }
+
+
+def _pm(s: dict[str, float], scale: float = 1.0, digits: int = 4) -> str:
+    return f"{scale * s['mean']:.{digits}f} ± {scale * s['std']:.{digits}f}"
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    lines = [
+        "# Census task pair (UCI Adult): hard sharing, MMoE, PLE vs single-task",
+        "",
+        "```",
+        result["command"],
+        "```",
+        "",
+        f"Seeds {s['seeds']}; Adam lr {s['learning_rate']}, batch {s['batch_size']}, {s['epochs']} epochs, "
+        "no early stopping; Adult test split. Mean ± std over seeds. Δm % > 0: better than the single-task "
+        "version of the same architecture (AUC and accuracy averaged per task, then over tasks). "
+        f"Wall time {result['wall_seconds'] / 60:.1f} min.",
+        "",
+        "| model | income AUC | income acc. | never-married AUC | never-married acc. | Δm % | params |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, e in result["summary"].items():
+        dm = "—" if e["delta_m"] is None else _pm(e["delta_m"], 1.0, 2)
+        lines.append(
+            f"| {name} | {_pm(e['income_auc'])} | {_pm(e['income_accuracy'])} | {_pm(e['never_married_auc'])} "
+            f"| {_pm(e['never_married_accuracy'])} | {dm} | {e['params']} |"
+        )
+    lines += ["", "![Δm](delta_m.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(k, e) for k, e in result["summary"].items() if e["delta_m"] is not None]
+    figure, ax = plt.subplots(figsize=(max(5, 1.1 * len(rows)), 3.8))
+    x = np.arange(len(rows))
+    ax.bar(x, [e["delta_m"]["mean"] for _, e in rows], yerr=[e["delta_m"]["std"] for _, e in rows], capsize=3)
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xticks(x)
+    ax.set_xticklabels([k for k, _ in rows], rotation=30, ha="right")
+    ax.set_ylabel("Δm % vs single-task (+ = MTL better)")
+    ax.set_title(f"Census task pair, {len(result['settings']['seeds'])} seeds")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write(result: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    (out / "results.md").write_text(to_markdown(result))
+    plot(result, out / "delta_m.png")
+
+
+def command_line(argv: list[str] | None) -> str:
+    """The command that reproduces this run, as written at the top of the Markdown."""
+    return "python " + shlex.join(
+        [f"benchmarks/{Path(__file__).name}", *(sys.argv[1:] if argv is None else argv)]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/census_table"))
+    parser.add_argument(
+        "--architectures", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES)
+    )
+    parser.add_argument(
+        "--extra",
+        nargs="*",
+        default=["mmoe:uncertainty", "mmoe:pcgrad"],
+        help="more architecture:balancer rows, e.g. mmoe:pcgrad",
+    )
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed0", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--max-rows", type=int, default=None, help="read at most this many rows per file")
+    parser.add_argument("--quick", action="store_true", help="hard sharing only, 2,000 rows, 1 seed, 1 epoch")
+    args = parser.parse_args(argv)
+    args.command = command_line(argv)
+    if args.quick:
+        args.architectures, args.extra, args.seeds, args.epochs, args.max_rows = (
+            ["hard_sharing"],
+            [],
+            1,
+            1,
+            2000,
+        )
+    write(run(args), args.out)
+    print(f"wrote {args.out}/results.md", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
