@@ -6,10 +6,13 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from mtl_keras.tuning.cli import add_tune_parser, tune_command
 
 DESCRIPTION = """\
 Multi-task learning for Keras 3. `train` trains a recipe's multi-task model and its single-task
@@ -20,6 +23,8 @@ EXAMPLES = """\
 examples:
   mtl-keras train zoo/census_mmoe.yaml
   mtl-keras train zoo/synthetic_mmoe.yaml --set training.epochs=2 --set balancer=pcgrad --output runs/try
+  mtl-keras train zoo/census_mmoe.yaml --strategy mirrored     # on every local GPU
+  mtl-keras tune zoo/search/census_search.yaml --max-trials 10
   mtl-keras evaluate runs/census_mmoe
   mtl-keras export runs/census_mmoe            # a new version under saved_models/census_mmoe/
   mtl-keras export --check saved_models/census_mmoe/1
@@ -57,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
     )
+    train.add_argument(
+        "--strategy",
+        metavar="NAME",
+        help="distribution strategy, overrides the recipe's distribute.strategy: default (one device), "
+        "mirrored (every local GPU) or multi_worker (the cluster in TF_CONFIG)",
+    )
+
+    add_tune_parser(commands)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run on its test split")
     evaluate.add_argument("run_dir", help="a directory written by `mtl-keras train`")
@@ -88,15 +101,21 @@ def _train(args: argparse.Namespace) -> int:
     from mtl_keras.experiments import prepare, run
     from mtl_keras.recipes import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    overrides = list(args.overrides)
+    if args.strategy is not None:
+        overrides.append(f"distribute.strategy={args.strategy}")
+    recipe = load_recipe(args.recipe, overrides)
     output = Path(args.output or os.path.join("runs", recipe["name"]))
     prepared = prepare(recipe)  # every recipe error is raised before anything is written
     try:
         report = run(prepared, output, resume=args.resume)
     except KeyboardInterrupt:
+        again = [args.recipe, "--output", str(output)]
+        again += [f"--set {shlex.quote(item)}" for item in args.overrides]
+        again += ["--strategy", args.strategy] if args.strategy is not None else []
         sys.stderr.write(
-            f"\ninterrupted: the last epoch's checkpoint is in {output}; continue with\n"
-            f"  mtl-keras train {args.recipe} --output {output} --resume\n"
+            f"\ninterrupted: the last checkpoint is in {output}; continue with\n"
+            f"  mtl-keras train {' '.join(again)} --resume\n"
         )
         return 130
     _print(format_table(report))
@@ -161,7 +180,7 @@ def _export(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     sections: dict[str, list[str]] = {}
     if args.what in ("all", "recipes"):
-        sections["recipes"] = sorted(str(p) for p in _zoo_dir().glob("*.yaml"))
+        sections["recipes"] = sorted(str(p) for p in _zoo_dir().rglob("*.yaml"))
     if args.what in ("all", "architectures"):
         from mtl_keras.builders import names
 
@@ -182,7 +201,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "export": _export, "list": _list}
+COMMANDS = {"train": _train, "tune": tune_command, "evaluate": _evaluate, "export": _export, "list": _list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mtl_keras.distribute.multi_worker import WorkerLost
     from mtl_keras.recipes.schema import RecipeError
 
     try:
@@ -198,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RecipeError as error:
         sys.stderr.write(f"mtl-keras: error: {error}\n")
         return 2
+    except WorkerLost as error:
+        sys.stderr.write(f"mtl-keras: error: {error}\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -407,11 +407,13 @@ class MultiTaskModel(keras.Model):
                 y_pred, representation = self._representation_model()(x, training=True)
             else:
                 y_pred = self(x, training=True)
+            # Read the layers' added losses right after this replica's forward pass: replica threads share
+            # the layers, and an all-reduce below lets another replica's forward pass overwrite them.
+            regularization = self._regularization()
             share, global_losses, extras = self._task_losses_for(y, y_pred, sample_weight)
             gradient_norms = self._gradient_norms(tape, tf.unstack(share)) if needs_norms else None
             weights, offsets = balancer.weighting.weigh(global_losses, gradient_norms=gradient_norms)
             weighted_share = weights * share + offsets / num_replicas
-            regularization = tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else 0.0
             # Everything differentiated below is computed inside the tape, already loss-scaled for
             # mixed precision: the objective, each task's term, the combined shared objective.
             scale = tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
@@ -441,6 +443,10 @@ class MultiTaskModel(keras.Model):
         total = tf.reduce_sum(weights * global_losses + offsets) + regularization
         self._update_metrics(global_losses, total, weights, y_pred, extras)
         return self._logs()
+
+    def _regularization(self) -> Any:
+        """The sum of the losses layers added in the last forward pass (penalties, regularisers), or 0.0."""
+        return tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else 0.0
 
     def _gradient_norms(self, tape: tf.GradientTape, terms: list[tf.Tensor]) -> tf.Tensor:
         """Norms of each task's (global) loss gradient w.r.t. the variables the weighting asks for."""
@@ -518,7 +524,7 @@ class MultiTaskModel(keras.Model):
                 size = v.shape.num_elements()
                 shared_grads.append(tf.reshape(flat[start : start + size], v.shape))
                 start += size
-        if self.losses:
+        if isinstance(scaled_regularization, tf.Tensor):
             # Regularisation losses (e.g. penalties, kernel regularisers) on the shared variables.
             reg_grads = tape.gradient(scaled_regularization, shared_values, unconnected_gradients="zero")
             shared_grads = [g + r for g, r in zip(shared_grads, reg_grads, strict=True)]
@@ -541,9 +547,9 @@ class MultiTaskModel(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y, sample_weight = self._standardize_targets(y, sample_weight)
         y_pred = self(x, training=False)
+        regularization = self._regularization()
         _, global_losses, extras = self._task_losses_for(y, y_pred, sample_weight)
         weights, offsets = self.balancer.weighting.weigh(global_losses, training=False)
-        regularization = tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else 0.0
         total = tf.reduce_sum(weights * global_losses + offsets) + regularization
         self._update_metrics(global_losses, total, weights, y_pred, extras)
         return self._logs()
@@ -562,7 +568,7 @@ class MultiTaskModel(keras.Model):
 
     def fit(self, *args: Any, callbacks: Any = None, **kwargs: Any) -> keras.callbacks.History:
         """``keras.Model.fit``, plus the epoch-end hook of the balancer's weighting (DWA, inverse validation)."""
-        callbacks = [*list(callbacks or []), _WeightingEpochHook()]
+        callbacks = [*list(callbacks or []), WeightingEpochHook()]
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     # --- config -----------------------------------------------------------------------------------------
@@ -579,7 +585,7 @@ class MultiTaskModel(keras.Model):
         return config
 
 
-class _WeightingEpochHook(keras.callbacks.Callback):
+class WeightingEpochHook(keras.callbacks.Callback):
     """Hands the epoch's per-task training losses and validation logs to the balancer's weighting."""
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

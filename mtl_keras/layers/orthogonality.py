@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from mtl_keras._registry import serializable
@@ -56,7 +57,13 @@ class OrthogonalityPenalty(keras.layers.Layer):
         batch = ops.shape(shared)[0]
         s = ops.reshape(ops.cast(shared, "float32"), (batch, -1))
         p = ops.reshape(ops.cast(private, "float32"), (batch, -1))
-        return self.strength * ops.sum(ops.square(ops.matmul(ops.transpose(s), p)))
+        product = ops.matmul(ops.transpose(s), p)
+        # Under a distribution strategy SᵀP is a sum over the global batch: add the replicas' parts before
+        # squaring, so the penalty (and its gradient) is the single-device one.
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            product = context.all_reduce(tf.distribute.ReduceOp.SUM, product)
+        return self.strength * ops.sum(ops.square(product))
 
     def call(self, inputs: Any) -> Any:
         shared, private = inputs

@@ -350,7 +350,33 @@ BASELINES = Map(
     {"enabled": Field(Bool(), True), "epochs": Field(Optional(Int(1)), None, "default: training.epochs")}
 )
 
-DISTRIBUTE = Map({"strategy": Field(Str(["default", "mirrored"]), "default")})
+
+def _strategy_names() -> list[str]:
+    from mtl_keras.distribute.strategy import STRATEGIES
+
+    return sorted(STRATEGIES)
+
+
+DISTRIBUTE = Map(
+    {
+        "strategy": Field(
+            Str(_strategy_names),
+            "default",
+            "default (one device), mirrored (local GPUs), multi_worker (TF_CONFIG)",
+        ),
+        "devices": Field(
+            Optional(ListOf(Str(), non_empty=True)), None, "mirrored only: the devices, e.g. [/gpu:0, /gpu:1]"
+        ),
+        "checkpoint_every": Field(
+            Optional(Int(1)), None, "steps between fault-tolerance checkpoints (null: at each epoch end)"
+        ),
+        "collective_timeout": Field(
+            Optional(Float(0, exclusive_minimum=True)),
+            None,
+            "multi_worker only: seconds before a stuck collective fails (null: none)",
+        ),
+    }
+)
 
 EXPORT = Map(
     {
@@ -374,6 +400,7 @@ TOP_LEVEL: dict[str, Field] = {
     "distribute": Field(DISTRIBUTE, dict),
     "mixed_precision": Field(Optional(Str(["mixed_float16", "mixed_bfloat16"])), None),
     "export": Field(EXPORT, dict),
+    "search": Field(Any_(), None, "a Keras Tuner search (`mtl-keras tune`); see docs/tuning.md"),
 }
 
 
@@ -463,6 +490,16 @@ def _check_tasks(value: Any) -> dict[str, Any]:
     return {str(k): TASK.check(v, f"tasks.{k}") for k, v in value.items()}
 
 
+def _check_distribute(distribute: dict[str, Any]) -> None:
+    only = {"devices": "mirrored", "collective_timeout": "multi_worker"}
+    for key, strategy in only.items():
+        if distribute[key] is not None and distribute["strategy"] != strategy:
+            raise RecipeError(
+                f"distribute.{key}",
+                f"only the {strategy!r} strategy takes `{key}`, not {distribute['strategy']!r}",
+            )
+
+
 def validate(raw: Any) -> dict[str, Any]:
     """Check a whole recipe and return it with defaults filled in; raises :class:`RecipeError`."""
     recipe = Map(TOP_LEVEL).check(raw, "")
@@ -475,10 +512,17 @@ def validate(raw: Any) -> dict[str, Any]:
         raise RecipeError(
             "training.optimizer.momentum", f"only sgd and rmsprop take a momentum, not {optimizer['name']!r}"
         )
+    _check_distribute(recipe["distribute"])
     if recipe["balancer"]["weighting"] is not None and any(
         t.get("weight") is not None for t in recipe["tasks"].values()
     ):
         raise RecipeError(
             "tasks", "per-task `weight`s are static weights and cannot be combined with balancer.weighting"
+        )
+    if recipe["search"] is not None:
+        from mtl_keras.tuning.schema import validate_search
+
+        recipe["search"] = validate_search(
+            recipe["search"], {k: v for k, v in recipe.items() if k != "search"}
         )
     return recipe

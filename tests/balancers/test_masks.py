@@ -1,10 +1,10 @@
 """Every balancer honours missing labels: a task without labels contributes nothing and nothing is NaN."""
 
+import keras
 import numpy as np
 import pytest
 from helpers import toy_data, toy_tasks
 
-import keras
 from mtl_keras import balancers, builders
 
 CASES = [(name, "param") for name in balancers.WEIGHTINGS.names()] + [
