@@ -1,0 +1,293 @@
+"""What a search maximises or minimises, computed from a trial's validation logs every epoch.
+
+Three kinds (``search.objective.kind``), each a named value with an explicit direction, so Keras Tuner
+gets ``kt.Objective(name, direction)``:
+
+``task_metric`` → ``val_<task>_<metric>``
+    One task's validation metric, as Keras logs it; direction from :data:`mtl_keras.tasks.HIGHER_IS_BETTER`.
+
+``mean_normalized`` → ``val_mean_normalized`` (max)
+    Each task metric m is put on one scale, 0 for a constant predictor and 1 for a perfect one::
+
+        score = (m − m_const) / (m_perfect − m_const)
+
+    where m_const is the metric of predicting the training-label mean (class frequencies for multiclass
+    tasks) for every validation example and m_perfect is 1 for higher-is-better metrics (AUC, accuracy, ...)
+    and 0 for errors and losses. For MSE the score is the validation R²; for AUC it is 2·AUC − 1. Scores are
+    averaged over each task's metrics, then over tasks. The references need no training and are computed
+    once per search.
+
+``delta_m`` → ``val_delta_m`` (max)
+    Δm % of the trial against single-task baselines, both on the validation split (the convention of
+    :mod:`mtl_keras.evaluation.delta_m`: positive = multi-task better; the metrics of
+    :func:`mtl_keras.evaluation.build_report`). The baselines are the recipe's single-task models (its own
+    architecture options, before any search value is substituted) trained once per search on the same
+    budget; their validation metrics are cached in ``<search dir>/baselines.json`` and reused while the
+    recipe is unchanged.
+
+Nothing here reads the test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from mtl_keras import __version__
+from mtl_keras._registry import suggest
+from mtl_keras.data import MultiTaskDataset
+from mtl_keras.data.pipeline import to_dataset
+from mtl_keras.evaluation.report import atomic_write_text, build_report, split_results
+from mtl_keras.recipes.schema import RecipeError
+from mtl_keras.tasks import HIGHER_IS_BETTER, Task
+
+logger = logging.getLogger("mtl_keras")
+
+BASELINES_FILE = "baselines.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """A named objective: ``name`` is the epoch-log key Keras Tuner reads, ``direction`` ``"max"``/``"min"``."""
+
+    kind: str
+    name: str
+    direction: str
+    task: str | None = None
+    metric: str | None = None
+
+    def keras_tuner(self) -> kt.Objective:
+        return kt.Objective(self.name, direction=self.direction)
+
+    def describe(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "split": "validation"}
+
+
+def make_objective(spec: Mapping[str, Any], tasks: Sequence[Task]) -> Objective:
+    """The objective of a validated ``search.objective`` block, checked against the data set's tasks."""
+    kind = spec["kind"]
+    if kind == "delta_m":
+        return Objective(kind, "val_delta_m", "max")
+    if kind == "mean_normalized":
+        for task in tasks:
+            for metric in task.metric_names():
+                _direction(metric, f"task {task.name!r}")
+        return Objective(kind, "val_mean_normalized", "max")
+    names = [t.name for t in tasks]
+    if spec["task"] not in names:
+        raise RecipeError(
+            "search.objective.task",
+            f"no such task in the data set; expected one of {names}." + suggest(str(spec["task"]), names),
+        )
+    task = tasks[names.index(spec["task"])]
+    metrics = [*task.metric_names(), "loss"]
+    metric = spec["metric"] or metrics[0]
+    if metric not in metrics:
+        raise RecipeError(
+            "search.objective.metric",
+            f"task {task.name!r} logs no metric {metric!r}; expected one of {metrics}."
+            + suggest(metric, metrics),
+        )
+    higher = HIGHER_IS_BETTER.get(metric)
+    if higher is None:
+        raise RecipeError("search.objective.metric", f"unknown direction for metric {metric!r}")
+    return Objective(kind, f"val_{task.name}_{metric}", "max" if higher else "min", task.name, metric)
+
+
+def _direction(metric: str, where: str) -> bool:
+    if metric not in HIGHER_IS_BETTER:
+        raise RecipeError(
+            "search.objective.kind",
+            f"cannot normalise metric {metric!r} of {where}: its direction is unknown "
+            f"(known: {sorted(HIGHER_IS_BETTER)})",
+        )
+    return HIGHER_IS_BETTER[metric]
+
+
+def validation_metrics(logs: Mapping[str, Any], task_names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """``{"val_<task>_<metric>": v, ...}`` epoch logs → ``{task: {metric: v}}`` (training keys dropped)."""
+    return split_results({k[4:]: v for k, v in logs.items() if k.startswith("val_")}, task_names)
+
+
+# --- mean_normalized --------------------------------------------------------------------------------------
+
+
+def constant_references(dataset: MultiTaskDataset, tasks: Sequence[Task]) -> dict[str, dict[str, float]]:
+    """``{task: {metric: m_const}}``: each validation metric of a constant predictor fitted on train labels."""
+    references: dict[str, dict[str, float]] = {}
+    for task in tasks:
+        train = np.asarray(dataset.train.y[task.name], dtype=np.float64)
+        valid = np.asarray(dataset.validation.y[task.name], dtype=np.float64)
+        train = train[np.all(np.isfinite(train.reshape(len(train), -1)), axis=1)]
+        valid = valid[np.all(np.isfinite(valid.reshape(len(valid), -1)), axis=1)]
+        if len(train) == 0 or len(valid) == 0:
+            raise ValueError(
+                f"Task {task.name!r} has no labelled train or validation example to normalise by."
+            )
+        if task.kind == "multiclass":
+            counts = np.bincount(train.astype(int).ravel(), minlength=task.output_units)
+            prediction = np.tile(counts / counts.sum(), (len(valid), 1))
+        else:
+            prediction = np.broadcast_to(train.mean(axis=0), valid.shape)
+        references[task.name] = {}
+        for name, metric in zip(task.metric_names(), task.get_metrics(), strict=True):
+            metric.update_state(valid.astype("float32"), np.asarray(prediction, dtype="float32"))
+            references[task.name][name] = float(metric.result())
+    return references
+
+
+def mean_normalized(
+    metrics: Mapping[str, Mapping[str, float]], references: Mapping[str, Mapping[str, float]]
+) -> float:
+    """Mean over tasks of the mean over their metrics of ``(m − m_const) / (m_perfect − m_const)``."""
+    per_task = []
+    for task, reference in references.items():
+        scores = []
+        for metric, constant in reference.items():
+            perfect = 1.0 if _direction(metric, f"task {task!r}") else 0.0
+            if perfect == constant:
+                continue  # a constant predictor is already perfect: nothing to learn, nothing to score
+            scores.append((float(metrics[task][metric]) - constant) / (perfect - constant))
+        if scores:
+            per_task.append(sum(scores) / len(scores))
+    return sum(per_task) / len(per_task) if per_task else math.nan
+
+
+# --- delta_m ---------------------------------------------------------------------------------------------
+
+
+def delta_m_value(
+    metrics: Mapping[str, Mapping[str, float]], baselines: Mapping[str, float], tasks: Sequence[Task]
+) -> float:
+    """Δm % of ``{task: {metric: v}}`` against flat baseline results ``{"<task>_<metric>": v}``."""
+    flat = {f"{task}_{metric}": v for task, values in metrics.items() for metric, v in values.items()}
+    report = build_report(flat, baselines, list(tasks), recipe="search", train_seconds=0.0, params=0)
+    return float(report["delta_m"])
+
+
+def baselines_fingerprint(recipe: Mapping[str, Any]) -> str:
+    """What decides the baselines' validation results: data, tasks, architecture, training, seed, version."""
+    keys = ("data", "tasks", "architecture", "training", "baselines", "seed", "mixed_precision")
+    payload = json.dumps(
+        {k: recipe.get(k) for k in keys} | {"version": __version__}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def single_task_validation(
+    recipe: dict[str, Any],
+    dataset: MultiTaskDataset,
+    tasks: list[Task],
+    strategy: Any,
+    directory: Path,
+    *,
+    verbose: int = 0,
+) -> dict[str, float]:
+    """Validation results of the recipe's single-task baselines, trained once and cached in ``directory``.
+
+    The baselines are the models ``mtl-keras train`` compares against (one per task, the recipe's
+    architecture options), trained with the recipe's budget (``baselines.epochs`` or ``training.epochs``).
+    The cache (``baselines.json``) is keyed by :func:`baselines_fingerprint`, so a changed recipe retrains.
+    """
+    from mtl_keras.experiments.train import build_models
+    from mtl_keras.tuning.hypermodel import fit_recipe
+
+    path = directory / BASELINES_FILE
+    fingerprint = baselines_fingerprint(recipe)
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached.get("fingerprint") == fingerprint:
+            logger.info("Reusing the single-task baselines' validation results from %s.", path)
+            return {k: float(v) for k, v in cached["validation"].items()}
+    _, baseline = build_models(recipe, dataset, tasks, strategy)
+    epochs = recipe["baselines"]["epochs"] or recipe["training"]["epochs"]
+    logger.info("Training the single-task baselines for Δm (%d epochs, once per search).", epochs)
+    start = time.perf_counter()
+    history = fit_recipe(baseline, recipe, dataset, epochs=epochs, verbose=verbose)
+    seconds = time.perf_counter() - start
+    results = baseline.evaluate(to_dataset(dataset.validation, 1024), verbose=0, return_dict=True)
+    validation = {k: float(v) for k, v in results.items()}
+    payload = {
+        "fingerprint": fingerprint,
+        "split": "validation",
+        "validation": validation,
+        "epochs_run": len(history.history.get("loss", [])),
+        "train_seconds": seconds,
+        "params": int(baseline.count_params()),
+    }
+    atomic_write_text(path, json.dumps(payload, indent=2))
+    return validation
+
+
+# --- the callback -----------------------------------------------------------------------------------------
+
+
+def objective_function(
+    objective: Objective,
+    tasks: Sequence[Task],
+    *,
+    baselines: Mapping[str, float] | None = None,
+    references: Mapping[str, Mapping[str, float]] | None = None,
+) -> Callable[[Mapping[str, Any]], float]:
+    """``epoch logs → objective value`` for ``objective`` (baselines for delta_m, references for mean_normalized)."""
+    names = [t.name for t in tasks]
+    if objective.kind == "delta_m":
+        if baselines is None:
+            raise ValueError("The delta_m objective needs the baselines' validation results.")
+        fixed_baselines = dict(baselines)
+        return lambda logs: delta_m_value(validation_metrics(logs, names), fixed_baselines, tasks)
+    if objective.kind == "mean_normalized":
+        if references is None:
+            raise ValueError("The mean_normalized objective needs the constant-predictor references.")
+        fixed_references = {k: dict(v) for k, v in references.items()}
+        return lambda logs: mean_normalized(validation_metrics(logs, names), fixed_references)
+    key = objective.name
+    return lambda logs: float(logs[key])
+
+
+class ObjectiveLogger(keras.callbacks.Callback):
+    """Adds ``logs[name] = function(logs)`` at the end of every epoch, before Keras Tuner and `History` read them."""
+
+    def __init__(self, name: str, function: Callable[[Mapping[str, Any]], float]) -> None:
+        super().__init__()
+        self.name = name
+        self.function = function
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None:
+            return
+        if not any(k.startswith("val_") for k in logs):
+            raise ValueError(
+                f"The search objective {self.name!r} needs validation logs; fit got no validation_data."
+            )
+        value = float(self.function(logs))
+        if not math.isfinite(value):
+            raise ValueError(
+                f"The search objective {self.name!r} is {value} after epoch {epoch + 1}: did training diverge?"
+            )
+        logs[self.name] = value
+
+
+__all__ = [
+    "Objective",
+    "ObjectiveLogger",
+    "baselines_fingerprint",
+    "constant_references",
+    "delta_m_value",
+    "make_objective",
+    "mean_normalized",
+    "objective_function",
+    "single_task_validation",
+    "validation_metrics",
+]
