@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mtl_keras.evaluation.report import atomic_write_text
+from mtl_keras._io import atomic_write_text
 
 
 class GradientConflictMonitor(keras.callbacks.Callback):

@@ -22,7 +22,6 @@ import gzip
 import hashlib
 import io
 import os
-import tempfile
 import urllib.request
 from collections.abc import Iterable, Iterator
 from importlib import resources
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtl_keras._io import atomic_write_bytes
 from mtl_keras.data.base import (
     MultiTaskDataset,
     Split,
@@ -259,13 +259,6 @@ def download_census(
     written = {}
     for csv_name, data in converted.items():
         target = directory / csv_name
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{csv_name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(target, data)
         written[csv_name] = target
     return written

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mtl_keras.evaluation.report import atomic_write_bytes
+from mtl_keras._io import atomic_write_bytes
 from mtl_keras.tasks import Task
 
 _NOT_METRICS = ("loss", "weight")

@@ -41,6 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mtl_keras._io import atomic_write_text
 from mtl_keras.export import _standalone_check as rest
 
 logger = logging.getLogger(__name__)
@@ -270,19 +271,6 @@ def _rows_json(key: str, rows: list[Any], head: dict[str, Any] | None = None) ->
     return "\n".join([*lines, f'  "{key}": [', body, "  ]", "}"]) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp's files are private (0600)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
 def _check_version(version: Any) -> int:
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
         raise ValueError(f"Expected `version` to be a positive integer. Received: version={version!r}")
@@ -365,10 +353,10 @@ def export_for_serving(
             raise FileExistsError(
                 f"Version {version} appeared in {base} during the export; it was not overwritten."
             ) from error
-    _write_atomic(
+    atomic_write_text(
         base / rest.REQUEST_FILE, _rows_json("instances", instances, {"signature_name": "serving_default"})
     )
-    _write_atomic(base / rest.RESPONSE_FILE, _rows_json("predictions", response["predictions"]))
-    _write_atomic(base / rest.CONFIG_FILE, models_config_text(name, base))
+    atomic_write_text(base / rest.RESPONSE_FILE, _rows_json("predictions", response["predictions"]))
+    atomic_write_text(base / rest.CONFIG_FILE, models_config_text(name, base))
     logger.info("Exported %s as version %d to %s", name, version, target)
     return target

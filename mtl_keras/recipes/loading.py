@@ -38,8 +38,8 @@ def apply_override(recipe: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = value
 
 
-def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Load, override and validate a recipe file."""
+def read_raw_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Read a recipe file and apply ``--set`` overrides, without validating it."""
     if not os.path.isfile(path):
         raise RecipeError("", f"recipe file {os.fspath(path)!r} does not exist")
     with open(path, encoding="utf-8") as handle:
@@ -54,4 +54,9 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     raw = copy.deepcopy(raw)
     for assignment in overrides:
         apply_override(raw, assignment)
-    return validate(raw)
+    return raw
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Load, override and validate a recipe file."""
+    return validate(read_raw_recipe(path, overrides))

@@ -33,8 +33,8 @@ import keras_tuner as kt
 import yaml
 
 from mtl_keras import __version__
-from mtl_keras.evaluation.report import atomic_write_bytes, atomic_write_text
-from mtl_keras.recipes.loading import apply_override
+from mtl_keras._io import atomic_write_bytes, atomic_write_text
+from mtl_keras.recipes.loading import read_raw_recipe
 from mtl_keras.recipes.schema import RecipeError, validate
 from mtl_keras.tuning.hypermodel import MultiTaskHyperModel, values_of
 from mtl_keras.tuning.objectives import (
@@ -83,20 +83,7 @@ def load_search_recipe(
     ``overrides`` (``key=value``, YAML values) apply before validation and may reach into the search block
     (``search.max_trials=3``). Both parts are validated; errors name the key path.
     """
-    if not os.path.isfile(path):
-        raise RecipeError("", f"recipe file {os.fspath(path)!r} does not exist")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            raw = yaml.safe_load(handle)
-        except yaml.YAMLError as error:
-            raise RecipeError(
-                "", f"{os.fspath(path)} is not valid YAML: {error}".replace("\n", " ")
-            ) from None
-    if not isinstance(raw, dict):
-        raise RecipeError("", f"{os.fspath(path)} must hold a mapping, got {type(raw).__name__}")
-    raw = copy.deepcopy(raw)
-    for assignment in overrides:
-        apply_override(raw, assignment)
+    raw = read_raw_recipe(path, overrides)
     if "search" not in raw:
         raise RecipeError(
             "search",
