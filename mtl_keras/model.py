@@ -303,16 +303,15 @@ class MultiTaskModel(keras.Model):
                 f"No labels for task(s) {missing}: every head needs a label entry (use NaN for missing "
                 f"labels). Received labels for {sorted(y)}."
             )
-        if sample_weight is None:
-            weights: dict[str, Any] = {}
-        elif isinstance(sample_weight, dict):
+        weights = {}
+        if isinstance(sample_weight, dict):
             unknown = [k for k in sample_weight if k not in self.task_names]
             if unknown:
                 raise ValueError(
                     f"Unknown task {unknown[0]!r} in `sample_weight`. Expected task names {self.task_names}."
                 )
-            weights = sample_weight
-        else:
+            weights = dict(sample_weight)
+        elif sample_weight is not None:
             weights = {name: sample_weight for name in self.task_names}
         return [y[name] for name in self.task_names], [weights.get(name) for name in self.task_names]
 

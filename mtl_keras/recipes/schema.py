@@ -519,10 +519,9 @@ def validate(raw: Any) -> dict[str, Any]:
         raise RecipeError(
             "tasks", "per-task `weight`s are static weights and cannot be combined with balancer.weighting"
         )
-    if recipe["search"] is not None:
+    search = recipe.pop("search")  # only `mtl-keras tune` recipes carry one
+    if search is not None:
         from mtl_keras.tuning.schema import validate_search
 
-        recipe["search"] = validate_search(
-            recipe["search"], {k: v for k, v in recipe.items() if k != "search"}
-        )
+        recipe["search"] = validate_search(search, recipe)
     return recipe

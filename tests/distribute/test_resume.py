@@ -372,7 +372,7 @@ def test_a_dead_worker_stops_the_other_and_the_cluster_resumes(tmp_path):
             _kill(process)
     output = chief_log.read_text()
     assert chief.returncode not in (0, None), output[-3000:]
-    assert "WorkerLost" in output and "--resume" in output, output[-3000:]
+    assert "mtl-keras: error: A worker of the cluster died" in output and "--resume" in output, output[-3000:]
     assert elapsed < 120
 
     workers = _start_workers(tmp_path, [sys.executable, "-m", "mtl_keras.cli", *train, "--resume"], "resumed")
