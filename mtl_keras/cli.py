@@ -75,7 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", help="a directory written by `mtl-keras train`")
 
     export = commands.add_parser("export", help="export a run for TF Serving, or check an export")
-    export.add_argument("path", help="a run directory; with --check, an exported version directory")
+    export.add_argument(
+        "path",
+        help="a run directory; with --check, an export base directory or one of its version directories",
+    )
     export.add_argument("--base-dir", help="export base directory (default: saved_models/<recipe name>)")
     export.add_argument(
         "--check",
@@ -159,7 +162,10 @@ def _export(args: argparse.Namespace) -> int:
     if args.check:
         from mtl_keras.export.check import check_export, format_report
 
-        report = check_export(args.path)
+        base, version = Path(args.path), None
+        if base.name.isdigit() and (base / "saved_model.pb").exists():  # a version directory
+            base, version = base.parent, int(base.name)
+        report = check_export(base, version=version)
         _print(format_report(report))
         return 0 if report.get("ok") else 1
     import numpy as np

@@ -67,3 +67,6 @@ def test_recipe_trains_and_reports(recipe, tmp_path, capsys):
     assert (out / "plots" / "validation_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "model.keras").exists() and (out / "single_task" / "results.json").exists()
     assert (tmp_path / "saved_models" / "1" / "saved_model.pb").exists()
+    if recipe.stem == "census_mmoe":  # the README's main job: its export passes --check
+        assert main(["export", "--check", str(tmp_path / "saved_models" / "1")]) == 0
+        assert "checker imported mtl_keras: False" in capsys.readouterr().out
