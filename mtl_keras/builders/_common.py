@@ -38,12 +38,14 @@ class Graph:
 GraphFn = Callable[..., Graph]
 
 
-def check_blocks(blocks: Any, name: str) -> list[Block]:
+def check_blocks(blocks: Any, name: str, *, non_empty: bool = False) -> list[Block]:
     if isinstance(blocks, (int, str)) or not isinstance(blocks, Sequence):
         raise ValueError(
             f"Expected `{name}` to be a list of blocks (ints for Dense sizes or layer factories). "
             f"Received: {name}={blocks!r}"
         )
+    if non_empty and not blocks:
+        raise ValueError(f"Expected `{name}` to be a non-empty list of blocks. Received: {name}=[]")
     for block in blocks:
         if isinstance(block, int) and not isinstance(block, bool):
             check_positive_int(block, name)

@@ -105,9 +105,7 @@ def graph(
     lr_multiplier: float = 10.0,
     dropout: float = 0.0,
 ) -> Graph:
-    block_list = check_blocks(blocks, "blocks")
-    if not block_list:
-        raise ValueError("Expected `blocks` to be a non-empty list of blocks. Received: blocks=[]")
+    block_list = check_blocks(blocks, "blocks", non_empty=True)
     stitches = check_stitch_after(stitch_after, len(block_list))
     tower_units = check_positive_ints(tower_units, "tower_units")
     per_depth, shared = stitched_columns(

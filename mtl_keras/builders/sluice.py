@@ -25,9 +25,7 @@ def graph(
     lr_multiplier: float = 10.0,
     dropout: float = 0.0,
 ) -> Graph:
-    block_list = check_blocks(blocks, "blocks")
-    if not block_list:
-        raise ValueError("Expected `blocks` to be a non-empty list of blocks. Received: blocks=[]")
+    block_list = check_blocks(blocks, "blocks", non_empty=True)
     num_subspaces = check_positive_int(num_subspaces, "num_subspaces")
     tower_units = check_positive_ints(tower_units, "tower_units")
     per_depth, shared = stitched_columns(

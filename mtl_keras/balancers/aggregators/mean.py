@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
-
-from mtl_keras.balancers.base import AGGREGATORS, Aggregator
+from mtl_keras.balancers.aggregators.sum import Sum
+from mtl_keras.balancers.base import AGGREGATORS
 
 
 @AGGREGATORS.register("mean")
-class Mean(Aggregator):
+class Mean(Sum):
     """The mean of the task gradients, ``(1/T) Σ_i g_i``: plain equal-weight multi-task learning.
 
     The baseline every gradient method is compared with (hard parameter sharing, Caruana 1997). A
@@ -20,15 +19,5 @@ class Mean(Aggregator):
         seed: unused (no randomness); kept for a uniform constructor.
     """
 
-    needs_jacobian = False
-
-    def __init__(self, *, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
-
-    def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(jacobian, axis=0)
-
-    def combination_weights(self) -> tf.Tensor:
-        if self.num_tasks is None:
-            raise ValueError("Mean aggregator is not built yet: call `build(num_tasks)` first.")
-        return tf.fill([self.num_tasks], 1.0 / self.num_tasks)
+    def row_weight(self, num_tasks: int) -> float:
+        return 1.0 / num_tasks

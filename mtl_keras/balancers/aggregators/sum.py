@@ -12,7 +12,7 @@ class Sum(Aggregator):
     """The sum of the task gradients, ``Σ_i g_i``: the gradient of ``Σ_i L_i`` (Caruana 1997).
 
     The result is a fixed combination of the rows, so the model skips the Jacobian and back-propagates
-    the summed loss once (``needs_jacobian = False``).
+    the combined loss once (``needs_jacobian = False``). Subclasses change only :meth:`row_weight`.
 
     Args:
         seed: unused (no randomness); kept for a uniform constructor.
@@ -23,10 +23,17 @@ class Sum(Aggregator):
     def __init__(self, *, seed: int | None = None) -> None:
         super().__init__(seed=seed)
 
+    def row_weight(self, num_tasks: int) -> float:
+        """The weight every task's gradient gets."""
+        return 1.0
+
     def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_sum(jacobian, axis=0)
+        num_tasks = int(jacobian.shape[0])
+        return tf.reduce_sum(jacobian, axis=0) * tf.cast(self.row_weight(num_tasks), jacobian.dtype)
 
     def combination_weights(self) -> tf.Tensor:
         if self.num_tasks is None:
-            raise ValueError("Sum aggregator is not built yet: call `build(num_tasks)` first.")
-        return tf.ones([self.num_tasks])
+            raise ValueError(
+                f"{type(self).__name__} aggregator is not built yet: call `build(num_tasks)` first."
+            )
+        return tf.fill([self.num_tasks], self.row_weight(self.num_tasks))
