@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from mtl_keras import balancers as balancers_lib
 from mtl_keras._registry import serializable, suggest
+from mtl_keras.balancers._gramian import combine_blocks, gram_of_blocks
 from mtl_keras.tasks import Task, as_tasks, per_example_loss
 
 
@@ -354,19 +355,20 @@ class MultiTaskModel(keras.Model):
 
     def _task_losses_for(
         self, y: list[Any], y_pred: dict[str, tf.Tensor], sample_weight: list[Any]
-    ) -> tuple[tf.Tensor, tf.Tensor, list[tuple[tf.Tensor, tf.Tensor]]]:
-        """Return (this replica's share of each task loss (T,), global task losses (T,), clean labels/masks)."""
+    ) -> tuple[list[tf.Tensor], tf.Tensor, list[tuple[tf.Tensor, tf.Tensor]]]:
+        """Return (this replica's share of each task loss, T scalars; global task losses (T,); clean
+        labels/masks). Each share depends on its own head only, so its gradient never runs through the
+        other heads."""
         sums, counts, extras = [], [], []
         for i, name in enumerate(self.task_names):
             loss_sum, count, clean, mask = self._masked_parts(i, y[i], y_pred[name], sample_weight[i])
             sums.append(loss_sum)
             counts.append(count)
             extras.append((clean, mask))
-        sums_t = tf.stack(sums)
-        counts_t = _all_reduce_sum(tf.stack(counts))
-        share = tf.math.divide_no_nan(sums_t, counts_t)
-        global_losses = _all_reduce_sum(tf.stop_gradient(share))
-        return share, global_losses, extras
+        global_counts = tf.unstack(_all_reduce_sum(tf.stack(counts)))
+        shares = [tf.math.divide_no_nan(s, c) for s, c in zip(sums, global_counts, strict=True)]
+        global_losses = _all_reduce_sum(tf.stop_gradient(tf.stack(shares)))
+        return shares, global_losses, extras
 
     def _update_metrics(
         self,
@@ -409,22 +411,32 @@ class MultiTaskModel(keras.Model):
             # Read the layers' added losses right after this replica's forward pass: replica threads share
             # the layers, and an all-reduce below lets another replica's forward pass overwrite them.
             regularization = self._regularization()
-            share, global_losses, extras = self._task_losses_for(y, y_pred, sample_weight)
-            gradient_norms = self._gradient_norms(tape, tf.unstack(share)) if needs_norms else None
+            shares, global_losses, extras = self._task_losses_for(y, y_pred, sample_weight)
+            gradient_norms = self._gradient_norms(tape, shares) if needs_norms else None
             weights, offsets = balancer.weighting.weigh(global_losses, gradient_norms=gradient_norms)
-            weighted_share = weights * share + offsets / num_replicas
+            # Task i's term λ_i·(its share of L_i) + c_i/R; the objective is their sum.
+            terms = [
+                weights[i] * share + (offsets[i] / num_replicas if num_replicas > 1 else offsets[i])
+                for i, share in enumerate(shares)
+            ]
             # Everything differentiated below is computed inside the tape, already loss-scaled for
             # mixed precision: the objective, each task's term, the combined shared objective.
-            scale = tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
-            scaled_regularization = scale * regularization / num_replicas
-            scaled_objective = scale * tf.reduce_sum(weighted_share) + scaled_regularization
-            task_terms = tf.unstack(scale * weighted_share) if balancer.needs_jacobian else []
+            scaled_regularization = self._loss_scaled(regularization / num_replicas)
+            scaled_objective = self._loss_scaled(tf.add_n(terms)) + scaled_regularization
+            task_terms = [self._loss_scaled(term) for term in terms] if balancer.needs_jacobian else []
             if combination is not None:
-                combined = scale * tf.reduce_sum(combination * weighted_share) + scaled_regularization
+                combined = tf.add_n(
+                    [c * term for c, term in zip(tf.unstack(combination), terms, strict=True)]
+                )
+                combined = self._loss_scaled(combined) + scaled_regularization
         variables = self.trainable_variables
         if balancer.needs_jacobian:
             grads = self._balanced_gradients(
-                tape, task_terms, scaled_objective, scaled_regularization, scale, variables, representation
+                tape,
+                task_terms,
+                scaled_regularization,
+                variables,
+                representation,
             )
         elif combination is not None:
             # A linear aggregator (mean, sum): the shared part gets Σ c_i g_i in one backward pass, the
@@ -443,19 +455,38 @@ class MultiTaskModel(keras.Model):
         self._update_metrics(global_losses, total, weights, y_pred, extras)
         return self._logs()
 
+    @property
+    def _uses_loss_scaling(self) -> bool:
+        return isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def _loss_scaled(self, value: Any) -> Any:
+        """``value`` times the optimizer's loss scale (mixed precision); ``value`` itself without one."""
+        if not self._uses_loss_scaling:
+            return value
+        return tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32) * value
+
+    def _unscaled(self, values: list[tf.Tensor]) -> list[tf.Tensor]:
+        """Gradients of loss-scaled terms divided by the loss scale (no-op without loss scaling)."""
+        if not self._uses_loss_scaling:
+            return values
+        scale = tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+        return [v / tf.cast(scale, v.dtype) for v in values]
+
     def _regularization(self) -> Any:
         """The sum of the losses layers added in the last forward pass (penalties, regularisers), or 0.0."""
         return tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else 0.0
 
     def _gradient_norms(self, tape: tf.GradientTape, terms: list[tf.Tensor]) -> tf.Tensor:
         """Norms of each task's (global) loss gradient w.r.t. the variables the weighting asks for."""
-        variables = self.balancer.weighting.norm_variables(self) or []
+        values = [v.value for v in self.balancer.weighting.norm_variables(self) or []]
         with tape.stop_recording():
-            rows = []
-            for term in terms:
-                grads = tape.gradient(term, [v.value for v in variables], unconnected_gradients="zero")
-                rows.append(tf.concat([tf.reshape(tf.cast(g, tf.float32), [-1]) for g in grads], axis=0))
-            return tf.norm(_all_reduce_sum(tf.stack(rows)), axis=1)
+            grads = [
+                [tf.cast(g, tf.float32) for g in tape.gradient(term, values, unconnected_gradients="zero")]
+                for term in terms
+            ]
+            grads = _all_reduce_sum(grads)  # the norm of the global gradient, not the sum of norms
+            squared = [tf.add_n([tf.reduce_sum(tf.square(g)) for g in task]) for task in grads]
+            return tf.sqrt(tf.stack(squared))
 
     def _split_gradients(
         self,
@@ -479,65 +510,123 @@ class MultiTaskModel(keras.Model):
         self,
         tape: tf.GradientTape,
         task_terms: list[tf.Tensor],
-        scaled_objective: tf.Tensor,
         scaled_regularization: Any,
-        scale: tf.Tensor,
         variables: list[Any],
         representation: tf.Tensor | None,
     ) -> list[tf.Tensor]:
-        """Gradients where the shared part's update comes from the aggregator."""
-        balancer = self.balancer
+        """Gradients where the shared part's update comes from the aggregator.
+
+        One backward pass per task gives both its row of the Jacobian (w.r.t. the shared variables or the
+        representation) and its gradient of the task-specific variables; those are summed over the tasks,
+        which is the gradient of the objective without a separate backward pass.
+        """
         shared = self.shared_variables
+        shared_ids = {id(v) for v in shared}
+        specific = [v for v in variables if id(v) not in shared_ids]
         shared_values = [v.value for v in shared]
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        specific_values = [v.value for v in specific]
+        targets = [representation] if representation is not None else shared_values
+        rows: list[list[tf.Tensor]] = []
+        specific_grads: list[list[tf.Tensor]] = [[] for _ in specific]
+        for term in task_terms:
+            grads = tape.gradient(term, targets + specific_values)
+            rows.append([tf.zeros_like(t) if g is None else g for g, t in zip(grads, targets, strict=False)])
+            for k, g in enumerate(grads[len(targets) :]):
+                if g is not None:
+                    specific_grads[k].append(g)
+        summed = [
+            tf.add_n(parts) if parts else tf.zeros_like(value)
+            for parts, value in zip(specific_grads, specific_values, strict=True)
+        ]
         if representation is not None:
-            rows = [
-                tf.reshape(tape.gradient(term, representation, unconnected_gradients="zero"), [-1])
-                for term in task_terms
-            ]
-            jacobian, offset, local_size = _all_gather_columns(tf.cast(tf.stack(rows), tf.float32) / scale)
-        else:
-            rows = []
-            for term in task_terms:
-                task_grads = tape.gradient(term, shared_values, unconnected_gradients="zero")
-                rows.append(tf.concat([tf.reshape(tf.cast(g, tf.float32), [-1]) for g in task_grads], axis=0))
-            jacobian = _all_reduce_sum(tf.stack(rows) / scale)
-        if balancer.log_conflicts:
-            self._log_conflicts(jacobian)
-        if balancer.aggregator is None:
-            direction = tf.reduce_sum(jacobian, axis=0)
-        else:
-            direction = balancer.aggregator.aggregate(jacobian)
-        if representation is not None:
-            local_direction = tf.reshape(direction[offset : offset + local_size], tf.shape(representation))
-            shared_grads = tape.gradient(
-                representation,
-                shared_values,
-                output_gradients=tf.cast(scale * local_direction, representation.dtype),
-                unconnected_gradients="zero",
+            shared_grads = self._representation_level(
+                tape, [r[0] for r in rows], representation, shared_values
             )
         else:
-            flat = direction * scale / num_replicas
-            shared_grads, start = [], 0
-            for v in shared:
-                size = v.shape.num_elements()
-                shared_grads.append(tf.reshape(flat[start : start + size], v.shape))
-                start += size
+            shared_grads = self._parameter_level(rows)
         if isinstance(scaled_regularization, tf.Tensor):
-            # Regularisation losses (e.g. penalties, kernel regularisers) on the shared variables.
-            reg_grads = tape.gradient(scaled_regularization, shared_values, unconnected_gradients="zero")
-            shared_grads = [g + r for g, r in zip(shared_grads, reg_grads, strict=True)]
-        return self._split_gradients(tape, shared_grads, scaled_objective, variables)
+            # Regularisation losses (penalties, kernel regularisers) are added to every variable's gradient.
+            reg_grads = tape.gradient(
+                scaled_regularization, shared_values + specific_values, unconnected_gradients="zero"
+            )
+            shared_grads = [g + r for g, r in zip(shared_grads, reg_grads[: len(shared)], strict=True)]
+            summed = [g + r for g, r in zip(summed, reg_grads[len(shared) :], strict=True)]
+        by_id = {id(v): g for v, g in zip(specific, summed, strict=True)}
+        by_id.update({id(v): g for v, g in zip(shared, shared_grads, strict=True)})
+        return [by_id[id(v)] for v in variables]
 
-    def _log_conflicts(self, jacobian: tf.Tensor) -> None:
-        norms = tf.norm(jacobian, axis=1)
-        unit = tf.math.divide_no_nan(jacobian, norms[:, None])
-        cosine = tf.matmul(unit, unit, transpose_b=True)
+    def _parameter_level(self, rows: list[list[tf.Tensor]]) -> list[tf.Tensor]:
+        """Aggregate the Jacobian w.r.t. the shared variables, given as one (T, ...) block per variable.
+
+        ``rows[i][k]`` is task i's gradient of shared variable k, from one backward pass per task (measured:
+        faster on CPU than a pfor-vectorised ``tape.jacobian``, which also runs every task's pass through
+        the other heads).
+        """
+        aggregator = self.balancer.aggregator
+        blocks = [tf.stack([tf.cast(row[k], tf.float32) for row in rows]) for k in range(len(rows[0]))]
+        # The global Jacobian: the replicas' blocks summed (one batched all-reduce), unscaled.
+        blocks = self._unscaled(_all_reduce_sum(blocks))
+        if self.balancer.log_conflicts:
+            self._log_conflicts(gram_of_blocks(blocks))
+        if aggregator is None:
+            direction = [tf.reduce_sum(block, axis=0) for block in blocks]
+        else:
+            direction = aggregator.aggregate_blocks(blocks)
+        # ``optimizer.apply`` sums the replicas' gradients again: every replica contributes 1/R of the update.
+        return self._for_optimizer(direction)
+
+    def _representation_level(
+        self,
+        tape: tf.GradientTape,
+        rows: list[tf.Tensor],
+        representation: tf.Tensor,
+        shared_values: list[tf.Tensor],
+    ) -> list[tf.Tensor]:
+        """Aggregate the Jacobian w.r.t. the shared representation; one backward pass of the result.
+
+        The rows of J are split along the batch over the replicas. A Gramian-based aggregator needs only
+        ``G = Σ_r J_r J_rᵀ`` (one (T, T) all-reduce); the others see the all-gathered J.
+        """
+        aggregator = self.balancer.aggregator
+        assert aggregator is not None  # level "rep" is used only with an aggregator
+        local = self._unscaled([tf.cast(tf.stack(rows), tf.float32)])[0]  # (T, batch, ...)
+        if aggregator.gramian_based:
+            g = _all_reduce_sum(gram_of_blocks([local]))
+            if self.balancer.log_conflicts:
+                self._log_conflicts(g)
+            local_direction = combine_blocks(aggregator.row_weights(g), [local])[0]
+        else:
+            flat = tf.reshape(local, [local.shape[0], -1])
+            jacobian, offset, local_size = _all_gather_columns(flat)
+            if self.balancer.log_conflicts:
+                self._log_conflicts(gram_of_blocks([jacobian]))
+            direction = aggregator.aggregate(jacobian)
+            local_direction = tf.reshape(direction[offset : offset + local_size], tf.shape(representation))
+        return tape.gradient(
+            representation,
+            shared_values,
+            output_gradients=tf.cast(self._loss_scaled(local_direction), representation.dtype),
+            unconnected_gradients="zero",
+        )
+
+    def _for_optimizer(self, direction: list[tf.Tensor]) -> list[tf.Tensor]:
+        """Loss-scale the update (the optimizer unscales it) and divide it among the replicas."""
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if self._uses_loss_scaling:
+            direction = [self._loss_scaled(d) for d in direction]
+        if num_replicas > 1:
+            direction = [d / num_replicas for d in direction]
+        return direction
+
+    def _log_conflicts(self, gram_matrix: tf.Tensor) -> None:
+        """Pairwise cosines of the task gradients and the fraction of conflicting pairs, from J Jᵀ."""
+        norms = tf.sqrt(tf.linalg.diag_part(gram_matrix))
+        cosine = tf.math.divide_no_nan(gram_matrix, norms[:, None] * norms[None, :])
         conflicts = []
         k = 0
         for i in range(len(self.tasks)):
             for j in range(i + 1, len(self.tasks)):
-                self._conflict_trackers[k].update_state(cosine[i, j])
+                self._conflict_trackers[k].update_state(tf.cast(cosine[i, j], tf.float32))
                 conflicts.append(tf.cast(cosine[i, j] < 0, tf.float32))
                 k += 1
         self._conflict_trackers[-1].update_state(tf.reduce_mean(tf.stack(conflicts)) if conflicts else 0.0)

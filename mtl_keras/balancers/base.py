@@ -11,11 +11,13 @@ A model takes one of each; adding a method is one class in one file plus ``@regi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
 
 from mtl_keras._registry import Registry
+from mtl_keras.balancers._gramian import combine, combine_blocks, gram, gram_of_blocks
 
 AGGREGATORS: Registry[Aggregator] = Registry("gradient aggregator")
 WEIGHTINGS: Registry[Weighting] = Registry("loss weighting")
@@ -89,11 +91,19 @@ class Aggregator(_Balancer):
     * works eagerly and inside ``tf.function``;
     * a zero row (a task with no labels in the batch) never produces NaN;
     * randomness is drawn with stateless ops seeded by ``(seed, call counter)``.
+
+    Most methods only need the Gram matrix ``G = J Jᵀ`` and return a combination ``Jᵀ w`` of the rows:
+    they set ``gramian_based = True`` and implement :meth:`_row_weights`. The model then never builds J:
+    it computes G from per-variable blocks of J (:meth:`aggregate_blocks`) or, at representation level
+    under a distribution strategy, all-reduces the replicas' (T, T) Gram matrices. The others implement
+    :meth:`_aggregate` on the whole J.
     """
 
     #: False for aggregators whose result is a fixed linear combination of the rows (mean, sum): the model
     #: then skips the Jacobian and back-propagates the combined loss once.
     needs_jacobian: bool = True
+    #: True when the update is ``Jᵀ w`` with row weights w computed from ``G = J Jᵀ`` alone.
+    gramian_based: bool = False
 
     def aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
         jacobian = tf.convert_to_tensor(jacobian)
@@ -101,18 +111,64 @@ class Aggregator(_Balancer):
             raise ValueError(
                 f"Expected `jacobian` of rank 2 (num_tasks, num_params). Received shape {jacobian.shape}."
             )
-        num_tasks = jacobian.shape[0]
-        if num_tasks is None:
-            raise ValueError("The number of tasks (first dimension of `jacobian`) must be static.")
-        self._maybe_build(int(num_tasks))
+        self._maybe_build(_static_num_tasks(jacobian, "jacobian"))
+        if self.gramian_based:
+            return combine(self._row_weights(gram(jacobian)), jacobian)
         return self._aggregate(jacobian)
+
+    def aggregate_blocks(self, blocks: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        """The update for a Jacobian given as column blocks: one (T, ...) tensor per variable.
+
+        Row i of every block belongs to task i; the result has one tensor per block, of the block's
+        trailing shape, and equals splitting ``aggregate(J)`` for J the concatenation of the flattened
+        blocks. Gramian-based aggregators never concatenate.
+        """
+        blocks = [tf.convert_to_tensor(block) for block in blocks]
+        if not blocks:
+            raise ValueError("Expected at least one block of the Jacobian. Received none.")
+        self._maybe_build(_static_num_tasks(blocks[0], "blocks[0]"))
+        if self.gramian_based:
+            return combine_blocks(self._row_weights(gram_of_blocks(blocks)), blocks)
+        return self._aggregate_blocks(blocks)
+
+    def row_weights(self, gram_matrix: tf.Tensor) -> tf.Tensor:
+        """Row weights w (T,) float64 of the update ``Jᵀ w``, from the Gram matrix ``J Jᵀ`` (T, T).
+
+        Only for ``gramian_based`` aggregators; stateful ones (PCGrad's order, GradVac's targets) advance
+        their state, as ``aggregate`` does.
+        """
+        if not self.gramian_based:
+            raise TypeError(f"{type(self).__name__} needs the Jacobian itself, not only its Gram matrix.")
+        gram_matrix = tf.cast(tf.convert_to_tensor(gram_matrix), tf.float64)
+        self._maybe_build(_static_num_tasks(gram_matrix, "gram_matrix"))
+        return self._row_weights(gram_matrix)
+
+    def _row_weights(self, gram_matrix: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
 
     def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
 
+    def _aggregate_blocks(self, blocks: list[tf.Tensor]) -> list[tf.Tensor]:
+        """Default for non-Gramian aggregators: concatenate, aggregate, split."""
+        num_tasks = blocks[0].shape[0]
+        flat = tf.concat([tf.reshape(b, [num_tasks, -1]) for b in blocks], axis=1)
+        direction = self._aggregate(flat)
+        sizes = [b.shape[1:].num_elements() for b in blocks]
+        return [
+            tf.reshape(part, b.shape[1:]) for part, b in zip(tf.split(direction, sizes), blocks, strict=True)
+        ]
+
     def combination_weights(self) -> tf.Tensor | None:
         """Static row weights when ``needs_jacobian`` is False (update = weightsᵀ J); else None."""
         return None
+
+
+def _static_num_tasks(tensor: tf.Tensor, name: str) -> int:
+    num_tasks = tensor.shape[0] if tensor.shape.rank else None
+    if num_tasks is None:
+        raise ValueError(f"The number of tasks (first dimension of `{name}`) must be static.")
+    return int(num_tasks)
 
 
 class Weighting(_Balancer):

@@ -6,32 +6,31 @@ tensors, because the small systems the methods solve are better conditioned ther
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import tensorflow as tf
 
+from mtl_keras.balancers._gramian import combine, combine_blocks, gram, gram_of_blocks
 from mtl_keras.balancers.base import Aggregator, state_variable
+
+__all__ = [
+    "ACTIVE_RTOL",
+    "active_rows",
+    "combine",
+    "combine_blocks",
+    "compiled",
+    "decouple",
+    "gram",
+    "gram_of_blocks",
+    "next_seed",
+    "normalize",
+    "step_counter",
+]
 
 #: A row whose squared norm is at most this fraction of the largest one counts as a zero row (a task
 #: absent from the batch): a norm ratio of 1e-7, the resolution of float32.
 ACTIVE_RTOL = 1e-14
-
-
-def gram(jacobian: tf.Tensor) -> tf.Tensor:
-    """G = J Jᵀ as a symmetric float64 (T, T) tensor; all zeros when J is not finite.
-
-    J is divided by its largest absolute entry before the matmul (and G multiplied back in float64), so
-    float32 gradients as large as 1e20 or as small as 1e-30 neither overflow nor underflow. A non-finite
-    J gives a zero Gram matrix, so the solvers never see NaN; the NaN still reaches the result through
-    the final combination of the rows of J.
-    """
-    rows = jacobian
-    if rows.dtype not in (tf.float32, tf.float64):
-        rows = tf.cast(rows, tf.float32)
-    peak = tf.reduce_max(tf.abs(rows))
-    peak = tf.where(tf.math.is_finite(peak) & (peak > 0), peak, tf.ones_like(peak))
-    scaled = rows / peak
-    g = tf.cast(tf.matmul(scaled, scaled, transpose_b=True), tf.float64) * tf.cast(peak, tf.float64) ** 2
-    g = 0.5 * (g + tf.transpose(g))
-    return tf.where(tf.reduce_all(tf.math.is_finite(g)), g, tf.zeros_like(g))
 
 
 def active_rows(g: tf.Tensor) -> tf.Tensor:
@@ -61,11 +60,6 @@ def decouple(h: tf.Tensor, active: tf.Tensor) -> tf.Tensor:
     return h + tf.linalg.diag(inactive)
 
 
-def combine(weights: tf.Tensor, jacobian: tf.Tensor) -> tf.Tensor:
-    """``weightsᵀ J``: the (P,) linear combination of the rows, in the dtype of ``jacobian``."""
-    return tf.linalg.matvec(jacobian, tf.cast(weights, jacobian.dtype), transpose_a=True)
-
-
 def step_counter() -> tf.Variable:
     """The call counter that seeds stateless randomness (created in ``build``)."""
     return state_variable(0, name="step", dtype=tf.int64)
@@ -76,3 +70,14 @@ def next_seed(aggregator: Aggregator, counter: tf.Variable) -> tf.Tensor:
     seed = aggregator._step_seed(counter.read_value())
     counter.assign_add(1)
     return seed
+
+
+def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Compile a pure (T, T) computation with XLA as one launch.
+
+    Inside a training step every TensorFlow op costs a few microseconds of executor overhead, which for
+    these tiny problems dominates the arithmetic; XLA fuses the whole computation (loops included) into a
+    handful of kernels. Traced once per number of tasks (loops over tasks unroll). Only for functions free of variables, and of decompositions whose XLA versions are
+    less accurate in float64 than LAPACK's (SVD/pinv, eigh).
+    """
+    return tf.function(function, jit_compile=True)

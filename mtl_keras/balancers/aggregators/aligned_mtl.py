@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, combine, gram, normalize
+from mtl_keras.balancers.aggregators._common import active_rows, normalize
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 
 
@@ -19,7 +19,8 @@ class AlignedMTL(Aggregator):
     ``J = U Σ Wᵀ``). The update is the SUM of the aligned task gradients, ``1ᵀ B J`` (unit task weights, the
     paper's ``scale_mode="min"`` as in the official code and LibMTL).
 
-    Eigenvalues at most ``λ_max · T · eps(dtype)`` are dropped (the rank test of the official code), so a
+    Eigenvalues at most ``λ_max · T · eps(float32)`` are dropped (the rank test of the official code, at
+    the resolution of float32 gradients whatever the dtype of J), so a
     zero row (absent task) falls out of the range of G and gets weight 0 without affecting the others.
     All-zero J gives a zero update.
 
@@ -27,15 +28,16 @@ class AlignedMTL(Aggregator):
         seed: unused (no randomness); kept for a uniform constructor.
     """
 
+    gramian_based = True
+
     def __init__(self, *, seed: int | None = None) -> None:
         super().__init__(seed=seed)
 
-    def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
+    def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
         assert self.num_tasks is not None
-        g = gram(jacobian)
         h, _ = normalize(g, active_rows(g))
         eigenvalues, vectors = tf.linalg.eigh(h)
-        eps = float(np.finfo(np.float64 if jacobian.dtype == tf.float64 else np.float32).eps)
+        eps = float(np.finfo(np.float32).eps)
         kept = eigenvalues > tf.reduce_max(eigenvalues) * self.num_tasks * eps
         smallest = tf.reduce_min(
             tf.where(kept, eigenvalues, tf.fill(tf.shape(eigenvalues), tf.constant(np.inf, tf.float64)))
@@ -43,4 +45,4 @@ class AlignedMTL(Aggregator):
         smallest = tf.where(tf.reduce_any(kept), smallest, tf.zeros_like(smallest))
         inv_sqrt = tf.where(kept, tf.math.rsqrt(tf.where(kept, eigenvalues, tf.ones_like(eigenvalues))), 0.0)
         align = tf.sqrt(smallest) * tf.matmul(vectors * inv_sqrt[None, :], vectors, transpose_b=True)
-        return combine(tf.reduce_sum(align, axis=0), jacobian)
+        return tf.reduce_sum(align, axis=0)

@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, combine, gram, normalize
+from mtl_keras.balancers.aggregators._common import active_rows, compiled, normalize
 from mtl_keras.balancers.aggregators._interior_point import minimize
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 
@@ -14,13 +14,16 @@ from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 _SMOOTHING = 1e-14
 
 
-@tf.function(reduce_retracing=True)
-def cagrad_weights(h: tf.Tensor, active: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
-    """Row weights (T,) of the CAGrad update ``d = g0 + (√φ / ‖g_w‖) g_w`` for a normalised Gram matrix h.
+@compiled
+def cagrad_weights(g: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
+    """Row weights (T,) of the CAGrad update ``d = g0 + (√φ / ‖g_w‖) g_w`` for the Gram matrix g.
 
     ``w = argmin_{w ∈ simplex} g_wᵀ g0 + √φ ‖g_w‖`` over the active rows, with ``g0 = Jᵀ(1/T)``,
-    ``φ = c² ‖g0‖²`` and ``g_w = Jᵀ w``, solved by the interior-point method.
+    ``φ = c² ‖g0‖²`` and ``g_w = Jᵀ w``, solved by the interior-point method on the Gram matrix
+    normalised by its largest diagonal entry.
     """
+    active = active_rows(g)
+    h, _ = normalize(g, active)
     num = tf.shape(h)[0]
     mean = tf.fill([num], 1.0 / tf.cast(num, tf.float64))
     h_mean = tf.linalg.matvec(h, mean)
@@ -68,6 +71,8 @@ class CAGrad(Aggregator):
         seed: unused (no randomness); kept for a uniform constructor.
     """
 
+    gramian_based = True
+
     def __init__(self, *, c: float = 0.5, rescale: int = 1, seed: int | None = None) -> None:
         super().__init__(seed=seed)
         if not c >= 0.0:
@@ -77,14 +82,11 @@ class CAGrad(Aggregator):
         self.c = float(c)
         self.rescale = int(rescale)
 
-    def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
-        g = gram(jacobian)
-        active = active_rows(g)
-        h, _ = normalize(g, active)
-        weights = cagrad_weights(h, active, tf.constant(self.c, tf.float64))
+    def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
+        weights = cagrad_weights(g, tf.constant(self.c, tf.float64))
         if self.rescale == 1:
             weights /= 1.0 + self.c**2
-        return combine(weights, jacobian)
+        return weights
 
     def get_config(self) -> dict[str, Any]:
         return {"c": self.c, "rescale": self.rescale, **super().get_config()}

@@ -6,7 +6,6 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import combine, gram
 from mtl_keras.balancers.aggregators.upgrad import check_eps, dual_cone_weights
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 
@@ -29,15 +28,16 @@ class DualProj(Aggregator):
         seed: unused (no randomness); kept for a uniform constructor.
     """
 
+    gramian_based = True
+
     def __init__(self, *, eps: float = 0.0, seed: int | None = None) -> None:
         super().__init__(seed=seed)
         self.eps = check_eps(eps)
 
-    def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
+    def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
         assert self.num_tasks is not None
         mean = tf.fill([1, self.num_tasks], tf.constant(1.0 / self.num_tasks, tf.float64))
-        weights = dual_cone_weights(gram(jacobian), mean, self.eps)[0]
-        return combine(weights, jacobian)
+        return dual_cone_weights(g, mean, self.eps)[0]
 
     def get_config(self) -> dict[str, Any]:
         return {"eps": self.eps, **super().get_config()}

@@ -40,14 +40,25 @@ class GradDrop(Aggregator):
         self.iterations = step_counter()
 
     def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
-        total = tf.reduce_sum(jacobian, axis=0)
-        purity = 0.5 * (1.0 + tf.math.divide_no_nan(total, tf.reduce_sum(tf.abs(jacobian), axis=0)))
+        return self._aggregate_blocks([jacobian])[0]
+
+    def _aggregate_blocks(self, blocks: list[tf.Tensor]) -> list[tf.Tensor]:
+        """Per coordinate, so block by block; one uniform draw over all P coordinates, split by block."""
+        sizes = [block.shape[1:].num_elements() for block in blocks]
         uniform = tf.random.stateless_uniform(
-            tf.shape(total), seed=next_seed(self, self.iterations), dtype=jacobian.dtype
+            [sum(sizes)], seed=next_seed(self, self.iterations), dtype=blocks[0].dtype
         )
-        keep = tf.where(purity > uniform, jacobian > 0, jacobian < 0)
-        mask = self.leak + (1.0 - self.leak) * tf.cast(keep, jacobian.dtype)
-        return tf.reduce_sum(mask * jacobian, axis=0)
+        return [
+            self._drop(block, tf.reshape(part, tf.shape(block)[1:]))
+            for block, part in zip(blocks, tf.split(uniform, sizes), strict=True)
+        ]
+
+    def _drop(self, block: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
+        total = tf.reduce_sum(block, axis=0)
+        purity = 0.5 * (1.0 + tf.math.divide_no_nan(total, tf.reduce_sum(tf.abs(block), axis=0)))
+        keep = tf.where(purity > uniform, block > 0, block < 0)
+        mask = self.leak + (1.0 - self.leak) * tf.cast(keep, block.dtype)
+        return tf.reduce_sum(mask * block, axis=0)
 
     def get_config(self) -> dict[str, Any]:
         return {"leak": self.leak, **super().get_config()}

@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, combine, gram, next_seed, step_counter
+from mtl_keras.balancers.aggregators._common import active_rows, compiled, next_seed, step_counter
 from mtl_keras.balancers.aggregators.pcgrad import random_orders
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator, state_variable
 
@@ -39,6 +39,8 @@ class GradVac(Aggregator):
         seed: seeds the orders; call ``k`` uses the stateless seed ``(seed, k)``.
     """
 
+    gramian_based = True
+
     def __init__(self, *, beta: float = 0.01, seed: int | None = None) -> None:
         super().__init__(seed=seed)
         if not 0.0 < beta <= 1.0:
@@ -50,35 +52,46 @@ class GradVac(Aggregator):
         self.iterations = step_counter()
         self.targets = state_variable(tf.zeros([num_tasks, num_tasks]), name="cosine_targets")
 
-    def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
-        assert self.num_tasks is not None
-        t = self.num_tasks
-        g = gram(jacobian)
-        sq_norms = tf.linalg.diag_part(g)
-        active = active_rows(g)
-        orders = random_orders(t, next_seed(self, self.iterations))
-        targets = tf.cast(self.targets.read_value(), tf.float64)
-        rows = tf.range(t)
-        coeffs = tf.eye(t, dtype=tf.float64)  # row i: modified g_i in the basis of the original rows
-        for k in range(t - 1):
-            other = orders[:, k]
-            pair = tf.stack([rows, other], axis=1)
-            dots = tf.reduce_sum(coeffs * tf.gather(g, other), axis=1)
-            own = tf.reduce_sum(coeffs * tf.matmul(coeffs, g), axis=1)  # ‖current g_i‖²
-            valid = active & tf.gather(active, other) & (own > 0.0)
-            denominator = tf.where(valid, tf.sqrt(own * tf.gather(sq_norms, other)), tf.ones_like(own))
-            cosine = tf.clip_by_value(tf.where(valid, dots / denominator, 0.0), -1.0, 1.0)
-            target = tf.gather_nd(targets, pair)
-            gap = tf.sqrt(tf.maximum(1.0 - target**2, 0.0))
-            apply = valid & (cosine < target) & (gap**2 > _MIN_TARGET_GAP)
-            ratio = tf.sqrt(own / tf.where(valid, tf.gather(sq_norms, other), tf.ones_like(own)))
-            coefficient = ratio * (target * tf.sqrt(1.0 - cosine**2) - cosine * gap)
-            coefficient /= tf.where(apply, gap, tf.ones_like(gap))
-            coeffs += tf.where(apply, coefficient, 0.0)[:, None] * tf.one_hot(other, t, dtype=tf.float64)
-            moved = (1.0 - self.beta) * target + self.beta * cosine
-            targets = tf.tensor_scatter_nd_update(targets, pair, tf.where(valid, moved, target))
+    def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
+        weights, targets = gradvac_weights(
+            g,
+            tf.cast(self.targets.read_value(), tf.float64),
+            next_seed(self, self.iterations),
+            tf.constant(self.beta, tf.float64),
+        )
         self.targets.assign(tf.cast(targets, self.targets.dtype))
-        return combine(tf.reduce_sum(coeffs, axis=0), jacobian)
+        return weights
 
     def get_config(self) -> dict[str, Any]:
         return {"beta": self.beta, **super().get_config()}
+
+
+@compiled
+def gradvac_weights(
+    g: tf.Tensor, targets: tf.Tensor, seed: tf.Tensor, beta: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Row weights of the sum of the vaccinated gradients and the updated (T, T) cosine targets."""
+    t = int(g.shape[0])
+    sq_norms = tf.linalg.diag_part(g)
+    active = active_rows(g)
+    orders = random_orders(t, seed)
+    rows = tf.range(t)
+    coeffs = tf.eye(t, dtype=tf.float64)  # row i: modified g_i in the basis of the original rows
+    for k in range(t - 1):
+        other = orders[:, k]
+        pair = tf.stack([rows, other], axis=1)
+        dots = tf.reduce_sum(coeffs * tf.gather(g, other), axis=1)
+        own = tf.reduce_sum(coeffs * tf.matmul(coeffs, g), axis=1)  # ‖current g_i‖²
+        valid = active & tf.gather(active, other) & (own > 0.0)
+        denominator = tf.where(valid, tf.sqrt(own * tf.gather(sq_norms, other)), tf.ones_like(own))
+        cosine = tf.clip_by_value(tf.where(valid, dots / denominator, 0.0), -1.0, 1.0)
+        target = tf.gather_nd(targets, pair)
+        gap = tf.sqrt(tf.maximum(1.0 - target**2, 0.0))
+        apply = valid & (cosine < target) & (gap**2 > _MIN_TARGET_GAP)
+        ratio = tf.sqrt(own / tf.where(valid, tf.gather(sq_norms, other), tf.ones_like(own)))
+        coefficient = ratio * (target * tf.sqrt(1.0 - cosine**2) - cosine * gap)
+        coefficient /= tf.where(apply, gap, tf.ones_like(gap))
+        coeffs += tf.where(apply, coefficient, 0.0)[:, None] * tf.one_hot(other, t, dtype=tf.float64)
+        moved = (1.0 - beta) * target + beta * cosine
+        targets = tf.tensor_scatter_nd_update(targets, pair, tf.where(valid, moved, target))
+    return tf.reduce_sum(coeffs, axis=0), targets

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, combine, decouple, gram, normalize
+from mtl_keras.balancers.aggregators._common import active_rows, decouple, normalize
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 
 
@@ -27,13 +27,14 @@ class IMTL(Aggregator):
         seed: unused (no randomness); kept for a uniform constructor.
     """
 
+    gramian_based = True
+
     def __init__(self, *, seed: int | None = None) -> None:
         super().__init__(seed=seed)
 
-    def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
+    def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
         assert self.num_tasks is not None
         t = self.num_tasks
-        g = gram(jacobian)
         active = active_rows(g)
         mask = tf.cast(active, tf.float64)
         h, _ = normalize(g, active)
@@ -48,4 +49,4 @@ class IMTL(Aggregator):
         )
         rhs = tf.one_hot(t, t + 1, dtype=tf.float64)
         solution = tf.linalg.matvec(tf.linalg.pinv(system), rhs)
-        return combine(solution[:t] * mask, jacobian)
+        return solution[:t] * mask

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, combine, decouple, gram, normalize
+from mtl_keras.balancers.aggregators._common import active_rows, compiled, decouple, normalize
 from mtl_keras.balancers.aggregators._interior_point import simplex_qp
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 
@@ -28,14 +28,16 @@ class MGDA(Aggregator):
         seed: unused (no randomness); kept for a uniform constructor.
     """
 
+    gramian_based = True
+
     def __init__(self, *, seed: int | None = None) -> None:
         super().__init__(seed=seed)
 
-    def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
-        weights = mgda_weights(gram(jacobian))
-        return combine(weights, jacobian)
+    def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
+        return mgda_weights(g)
 
 
+@compiled
 def mgda_weights(g: tf.Tensor) -> tf.Tensor:
     """Min-norm weights (T,) on the simplex over the active rows of the Gram matrix ``g`` (0 when absent)."""
     active = active_rows(g)

@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, combine, decouple, gram, normalize
+from mtl_keras.balancers.aggregators._common import active_rows, compiled, decouple, normalize
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 
 #: Ridge added to the normalised Gram matrix. Gα = 1/α has no solution when 0 is in the convex hull of
@@ -16,7 +16,7 @@ from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 _RIDGE = 1e-10
 
 
-@tf.function(reduce_retracing=True)
+@tf.function(reduce_retracing=True, jit_compile=True)
 def bargaining_weights(h: tf.Tensor, max_iter: int = 100) -> tf.Tensor:
     """The positive solution of ``h β = 1/β`` for a positive-definite h (T, T), by damped Newton steps.
 
@@ -71,6 +71,8 @@ class NashMTL(Aggregator):
         seed: unused (no randomness); kept for a uniform constructor.
     """
 
+    gramian_based = True
+
     def __init__(self, *, max_norm: float | None = 1.0, seed: int | None = None) -> None:
         super().__init__(seed=seed)
         if max_norm is not None:
@@ -81,18 +83,21 @@ class NashMTL(Aggregator):
             max_norm = float(max_norm)
         self.max_norm = max_norm
 
-    def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
-        g = gram(jacobian)
-        active = active_rows(g)
-        h, scale = normalize(g, active)
-        beta = bargaining_weights(decouple(h, active) + _RIDGE * tf.linalg.diag(tf.cast(active, tf.float64)))
-        alpha = tf.where(active, beta, tf.zeros_like(beta)) * tf.math.rsqrt(scale)
-        update = combine(alpha, jacobian)
-        if self.max_norm:
-            norm = tf.norm(update)
-            too_long = norm > self.max_norm
-            update *= tf.where(too_long, self.max_norm / tf.where(too_long, norm, 1.0), 1.0)
-        return update
+    def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
+        return nash_weights(g, tf.constant(self.max_norm or 0.0, tf.float64))
 
     def get_config(self) -> dict[str, Any]:
         return {"max_norm": self.max_norm, **super().get_config()}
+
+
+@compiled
+def nash_weights(g: tf.Tensor, max_norm: tf.Tensor) -> tf.Tensor:
+    """α (T,) for the Gram matrix g: the bargaining solution, rescaled so that ‖Jᵀα‖ ≤ max_norm (if > 0)."""
+    active = active_rows(g)
+    h, scale = normalize(g, active)
+    beta = bargaining_weights(decouple(h, active) + _RIDGE * tf.linalg.diag(tf.cast(active, tf.float64)))
+    alpha = tf.where(active, beta, tf.zeros_like(beta)) * tf.math.rsqrt(scale)
+    # ‖Jᵀα‖² = αᵀ G α: the clip is a rescaling of the weights.
+    norm = tf.sqrt(tf.maximum(tf.reduce_sum(alpha * tf.linalg.matvec(g, alpha)), 0.0))
+    too_long = (max_norm > 0.0) & (norm > max_norm)
+    return alpha * tf.where(too_long, max_norm / tf.where(too_long, norm, 1.0), 1.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, combine, gram, next_seed, step_counter
+from mtl_keras.balancers.aggregators._common import active_rows, compiled, next_seed, step_counter
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 
 
@@ -33,6 +33,8 @@ class PCGrad(Aggregator):
         seed: seeds the orders; call ``k`` of the aggregator uses the stateless seed ``(seed, k)``.
     """
 
+    gramian_based = True
+
     def __init__(self, *, seed: int | None = None) -> None:
         super().__init__(seed=seed)
 
@@ -40,20 +42,24 @@ class PCGrad(Aggregator):
         super().build(num_tasks)
         self.iterations = step_counter()
 
-    def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
-        assert self.num_tasks is not None
-        t = self.num_tasks
-        g = gram(jacobian)
-        sq_norms = tf.linalg.diag_part(g)
-        active = active_rows(g)
-        orders = random_orders(t, next_seed(self, self.iterations))
-        coeffs = tf.eye(t, dtype=tf.float64)  # row i: projected g_i in the basis of the original rows
-        for k in range(t - 1):
-            other = orders[:, k]
-            dots = tf.reduce_sum(coeffs * tf.gather(g, other), axis=1)  # (current g_i)ᵀ g_j
-            conflict = (dots < 0.0) & tf.gather(active, other)
-            norms = tf.where(conflict, tf.gather(sq_norms, other), tf.ones_like(dots))
-            coeffs -= tf.where(conflict, dots / norms, tf.zeros_like(dots))[:, None] * tf.one_hot(
-                other, t, dtype=tf.float64
-            )
-        return combine(tf.reduce_sum(coeffs, axis=0), jacobian)
+    def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
+        return pcgrad_weights(g, next_seed(self, self.iterations))
+
+
+@compiled
+def pcgrad_weights(g: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Row weights of the sum of the projected gradients, for the Gram matrix g and a (2,) seed."""
+    t = int(g.shape[0])
+    sq_norms = tf.linalg.diag_part(g)
+    active = active_rows(g)
+    orders = random_orders(t, seed)
+    coeffs = tf.eye(t, dtype=tf.float64)  # row i: projected g_i in the basis of the original rows
+    for k in range(t - 1):
+        other = orders[:, k]
+        dots = tf.reduce_sum(coeffs * tf.gather(g, other), axis=1)  # (current g_i)ᵀ g_j
+        conflict = (dots < 0.0) & tf.gather(active, other)
+        norms = tf.where(conflict, tf.gather(sq_norms, other), tf.ones_like(dots))
+        coeffs -= tf.where(conflict, dots / norms, tf.zeros_like(dots))[:, None] * tf.one_hot(
+            other, t, dtype=tf.float64
+        )
+    return tf.reduce_sum(coeffs, axis=0)

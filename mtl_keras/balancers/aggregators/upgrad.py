@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, combine, decouple, gram, normalize
+from mtl_keras.balancers.aggregators._common import active_rows, compiled, decouple, normalize
 from mtl_keras.balancers.aggregators._interior_point import nonnegative_qp
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 
@@ -17,6 +17,7 @@ def check_eps(eps: float) -> float:
     return float(eps)
 
 
+@compiled
 def dual_cone_weights(g: tf.Tensor, lower: tf.Tensor, eps: float) -> tf.Tensor:
     """Weights of the projections of ``Jᵀ lower[b]`` onto the dual cone ``{x : J x ≥ 0}``, batched over b.
 
@@ -65,15 +66,17 @@ class UPGrad(Aggregator):
         seed: unused (no randomness); kept for a uniform constructor.
     """
 
+    gramian_based = True
+
     def __init__(self, *, eps: float = 0.0, seed: int | None = None) -> None:
         super().__init__(seed=seed)
         self.eps = check_eps(eps)
 
-    def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
+    def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
         assert self.num_tasks is not None
         eye = tf.eye(self.num_tasks, dtype=tf.float64)
-        weights = dual_cone_weights(gram(jacobian), eye, self.eps)  # row i: weights of π(g_i)
-        return combine(tf.reduce_mean(weights, axis=0), jacobian)
+        weights = dual_cone_weights(g, eye, self.eps)  # row i: weights of π(g_i)
+        return tf.reduce_mean(weights, axis=0)
 
     def get_config(self) -> dict[str, Any]:
         return {"eps": self.eps, **super().get_config()}
