@@ -25,6 +25,8 @@ __all__ = [
     "gram_of_blocks",
     "next_seed",
     "normalize",
+    "small_matvec",
+    "small_solve",
     "step_counter",
 ]
 
@@ -81,3 +83,41 @@ def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
     less accurate in float64 than LAPACK's (SVD/pinv, eigh).
     """
     return tf.function(function, jit_compile=True)
+
+
+#: Up to this size, :func:`small_solve` eliminates with unrolled element-wise ops (which XLA fuses into a
+#: few kernels); larger systems use ``tf.linalg.solve``.
+_UNROLLED_SOLVE_MAX = 10
+
+
+def small_matvec(a: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """``a @ x`` for small (..., n, n) and (..., n), as a multiply and a sum: XLA fuses it with its
+    neighbours, where a tiny dot would be a separate kernel launch."""
+    return tf.reduce_sum(a * x[..., None, :], axis=-1)
+
+
+def small_solve(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Solve ``a x = b`` for batched small (..., n, n) matrices and (..., n) right-hand sides.
+
+    For n ≤ 10 (static): Gaussian elimination without pivoting, unrolled. Only for the matrices of the
+    solvers here, whose leading n − 1 (or all n) rows and columns form a symmetric positive-definite
+    block (the Newton matrices of the interior-point method and of Nash-MTL, possibly bordered by the
+    simplex constraint): elimination without pivoting is stable for them.
+    """
+    n = a.shape[-1]
+    if n is None or n > _UNROLLED_SOLVE_MAX:
+        return tf.linalg.solve(a, b[..., None])[..., 0]
+    rows = [a[..., i, :] for i in range(n)]
+    rhs = [b[..., i] for i in range(n)]
+    for k in range(n):
+        for i in range(k + 1, n):
+            factor = rows[i][..., k] / rows[k][..., k]
+            rows[i] = rows[i] - factor[..., None] * rows[k]
+            rhs[i] = rhs[i] - factor * rhs[k]
+    solution: list[tf.Tensor] = [tf.zeros_like(rhs[0])] * n
+    for i in reversed(range(n)):
+        residual = rhs[i]
+        for j in range(i + 1, n):
+            residual = residual - rows[i][..., j] * solution[j]
+        solution[i] = residual / rows[i][..., i]
+    return tf.stack(solution, axis=-1)

@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from mtl_keras.balancers.aggregators._common import small_matvec, small_solve
+
 #: Diagonal added to the Newton matrix (not to the problem): keeps it invertible when f is flat along
 #: a direction; it changes the search direction slightly, never the solution.
 _NEWTON_RIDGE = 1e-12
@@ -102,7 +104,7 @@ def minimize(
             rhs = -r_dual + target / x - z
             if simplex:
                 rhs = tf.concat([rhs, -r_primal[..., None]], axis=-1)
-            sol = tf.linalg.solve(newton, rhs[..., None])[..., 0]
+            sol = small_solve(newton, rhs)
             dx = sol[..., :num]
             dy = sol[..., num] if simplex else tf.zeros_like(y)
             dz = (target - x * z - z * dx) / x
@@ -135,7 +137,7 @@ def nonnegative_qp(h: tf.Tensor, q: tf.Tensor, *, max_iter: int = 60) -> tf.Tens
     """``argmin_{x ≥ 0} ½ xᵀ h x + qᵀ x`` for PSD h (T, T) and a batch of q (B, T); returns (B, T)."""
 
     def objective(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.linalg.matvec(h, x) + q, tf.broadcast_to(h, tf.concat([tf.shape(x), tf.shape(x)[-1:]], 0))
+        return small_matvec(h, x) + q, tf.broadcast_to(h, tf.concat([tf.shape(x), tf.shape(x)[-1:]], 0))
 
     return minimize(objective, tf.ones_like(q), simplex=False, max_iter=max_iter)
 
@@ -145,7 +147,7 @@ def simplex_qp(h: tf.Tensor, q: tf.Tensor, *, max_iter: int = 60) -> tf.Tensor:
     """``argmin ½ xᵀ h x + qᵀ x`` over the probability simplex, for PSD h (T, T) and q (T,); returns (T,)."""
 
     def objective(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.linalg.matvec(h, x) + q, h[None]
+        return small_matvec(h, x) + q, h[None]
 
     x0 = tf.fill(tf.shape(q[None]), 1.0 / tf.cast(tf.size(q), tf.float64))
     return minimize(objective, x0, simplex=True, max_iter=max_iter)[0]

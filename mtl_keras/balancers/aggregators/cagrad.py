@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, compiled, normalize
+from mtl_keras.balancers.aggregators._common import active_rows, compiled, normalize, small_matvec
 from mtl_keras.balancers.aggregators._interior_point import minimize
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 
@@ -26,7 +26,7 @@ def cagrad_weights(g: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
     h, _ = normalize(g, active)
     num = tf.shape(h)[0]
     mean = tf.fill([num], 1.0 / tf.cast(num, tf.float64))
-    h_mean = tf.linalg.matvec(h, mean)
+    h_mean = small_matvec(h, mean)
     radius = c * tf.sqrt(tf.maximum(tf.reduce_sum(mean * h_mean), 0.0))  # c ‖g0‖
     inactive = 1.0 - tf.cast(active, tf.float64)
     # An absent task gets a decoupled variable with ½ w² + (3 + 2c) w: its cost exceeds every partial
@@ -34,7 +34,7 @@ def cagrad_weights(g: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
     pin = 3.0 + 2.0 * c
 
     def objective(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        hx = tf.linalg.matvec(h, x[0])
+        hx = small_matvec(h, x[0])
         norm = tf.sqrt(tf.reduce_sum(x[0] * hx) + _SMOOTHING)
         grad = h_mean + radius * hx / norm + inactive * (x[0] + pin)
         hess = radius * (h / norm - hx[:, None] * hx[None, :] / norm**3) + tf.linalg.diag(inactive)
@@ -42,7 +42,7 @@ def cagrad_weights(g: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
 
     w = minimize(objective, mean[None], simplex=True)[0]
     w = tf.where(active, w, tf.zeros_like(w))
-    norm = tf.sqrt(tf.reduce_sum(w * tf.linalg.matvec(h, w)) + _SMOOTHING)
+    norm = tf.sqrt(tf.reduce_sum(w * small_matvec(h, w)) + _SMOOTHING)
     return mean + radius / norm * w
 
 

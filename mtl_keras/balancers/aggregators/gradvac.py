@@ -6,7 +6,13 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, compiled, next_seed, step_counter
+from mtl_keras.balancers.aggregators._common import (
+    active_rows,
+    compiled,
+    next_seed,
+    small_matvec,
+    step_counter,
+)
 from mtl_keras.balancers.aggregators.pcgrad import random_orders
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator, state_variable
 
@@ -81,7 +87,7 @@ def gradvac_weights(
         other = orders[:, k]
         pair = tf.stack([rows, other], axis=1)
         dots = tf.reduce_sum(coeffs * tf.gather(g, other), axis=1)
-        own = tf.reduce_sum(coeffs * tf.matmul(coeffs, g), axis=1)  # ‖current g_i‖²
+        own = tf.reduce_sum(coeffs * small_matvec(g, coeffs), axis=1)  # ‖current g_i‖² (g symmetric)
         valid = active & tf.gather(active, other) & (own > 0.0)
         denominator = tf.where(valid, tf.sqrt(own * tf.gather(sq_norms, other)), tf.ones_like(own))
         cosine = tf.clip_by_value(tf.where(valid, dots / denominator, 0.0), -1.0, 1.0)

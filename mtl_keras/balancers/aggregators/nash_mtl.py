@@ -6,7 +6,14 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, compiled, decouple, normalize
+from mtl_keras.balancers.aggregators._common import (
+    active_rows,
+    compiled,
+    decouple,
+    normalize,
+    small_matvec,
+    small_solve,
+)
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 
 #: Ridge added to the normalised Gram matrix. Gα = 1/α has no solution when 0 is in the convex hull of
@@ -27,9 +34,9 @@ def bargaining_weights(h: tf.Tensor, max_iter: int = 100) -> tf.Tensor:
     beta0 = tf.math.rsqrt(tf.linalg.diag_part(h))
 
     def body(it: tf.Tensor, beta: tf.Tensor, decrement: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        grad = tf.linalg.matvec(h, beta) - 1.0 / beta
+        grad = small_matvec(h, beta) - 1.0 / beta
         hess = h + tf.linalg.diag(1.0 / beta**2)
-        step = tf.linalg.solve(hess, grad[:, None])[:, 0]
+        step = small_solve(hess, grad)
         decrement = tf.reduce_sum(grad * step)
         damped = 1.0 / (1.0 + tf.sqrt(tf.maximum(decrement, 0.0)))
         size = tf.where(decrement < 1.0 / 16.0, tf.ones_like(damped), damped)
@@ -98,6 +105,6 @@ def nash_weights(g: tf.Tensor, max_norm: tf.Tensor) -> tf.Tensor:
     beta = bargaining_weights(decouple(h, active) + _RIDGE * tf.linalg.diag(tf.cast(active, tf.float64)))
     alpha = tf.where(active, beta, tf.zeros_like(beta)) * tf.math.rsqrt(scale)
     # ‖Jᵀα‖² = αᵀ G α: the clip is a rescaling of the weights.
-    norm = tf.sqrt(tf.maximum(tf.reduce_sum(alpha * tf.linalg.matvec(g, alpha)), 0.0))
+    norm = tf.sqrt(tf.maximum(tf.reduce_sum(alpha * small_matvec(g, alpha)), 0.0))
     too_long = (max_norm > 0.0) & (norm > max_norm)
     return alpha * tf.where(too_long, max_norm / tf.where(too_long, norm, 1.0), 1.0)

@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, compiled, decouple, normalize
+from mtl_keras.balancers.aggregators._common import active_rows, compiled, decouple, normalize, small_matvec
 from mtl_keras.balancers.aggregators._interior_point import nonnegative_qp
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 
@@ -41,7 +41,7 @@ def dual_cone_weights(g: tf.Tensor, lower: tf.Tensor, eps: float) -> tf.Tensor:
     h = h / tf.where(norm > 0, norm, tf.ones_like(norm)) + eps * tf.linalg.diag(mask)
     h = decouple(h, active)
     # The decoupled variable of an absent task gets a positive linear cost, so it stays exactly 0.
-    q = tf.linalg.matmul(lower, h) + (1.0 - mask)
+    q = small_matvec(h, lower) + (1.0 - mask)  # rows: h lower[b] (h is symmetric)
     return lower + tf.where(active, nonnegative_qp(h, q), tf.zeros_like(q))
 
 

@@ -89,3 +89,26 @@ def test_combine_blocks() -> None:
     parts = combine_blocks(weights, split(JACOBIAN))
     expected = np.array([0.5, -1.0, 2.0], np.float32) @ JACOBIAN
     np.testing.assert_allclose(np.concatenate([p.numpy().reshape(-1) for p in parts]), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 7, 12])
+def test_small_solve_and_matvec(n: int) -> None:
+    """The unrolled elimination (n ≤ 10) and its tf.linalg.solve fallback solve the solvers' systems:
+    symmetric positive-definite, and bordered by a row and column of ones (the simplex constraint)."""
+    from mtl_keras.balancers.aggregators._common import small_matvec, small_solve
+
+    rng = np.random.default_rng(n)
+    factors = rng.normal(size=(4, n, n + 2))
+    spd = factors @ np.swapaxes(factors, -1, -2) + 1e-3 * np.eye(n)
+    bordered = np.zeros((4, n + 1, n + 1))
+    bordered[:, :n, :n] = spd
+    bordered[:, :n, n] = bordered[:, n, :n] = 1.0
+    for matrix in (spd, bordered):
+        rhs = rng.normal(size=matrix.shape[:-1])
+        result = small_solve(tf.constant(matrix), tf.constant(rhs)).numpy()
+        np.testing.assert_allclose(
+            result, np.linalg.solve(matrix, rhs[..., None])[..., 0], rtol=1e-8, atol=1e-9
+        )
+        np.testing.assert_allclose(
+            small_matvec(tf.constant(matrix), tf.constant(rhs)).numpy(), (matrix @ rhs[..., None])[..., 0]
+        )

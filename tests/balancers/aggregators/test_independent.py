@@ -356,3 +356,18 @@ def test_graddrop_counter_uniform_is_uniform_and_independent() -> None:
     np.testing.assert_array_equal(first, again)
     part = counter_uniform(1000, 500, *_keys(tf.constant([7, 0], tf.int64)), tf.float64).numpy()
     np.testing.assert_array_equal(part, first[1000:1500])
+
+
+@pytest.mark.parametrize("num_tasks", [8, 12])
+def test_many_tasks(num_tasks: int) -> None:
+    """T = 8 solves its (T+1)-systems by unrolled elimination, T = 12 by tf.linalg.solve: both match the
+    independent solutions. (CAGrad uses the same solver; its SLSQP reference fails to converge at T = 8.)"""
+    jacobian = np.random.default_rng(num_tasks).normal(size=(num_tasks, 20))
+    np.testing.assert_allclose(aggregate(MGDA(), jacobian), min_norm_in_hull(jacobian), atol=TOL)
+    expected = np.mean([project_onto_dual_cone(jacobian, g) for g in jacobian], axis=0)
+    np.testing.assert_allclose(aggregate(UPGrad(), jacobian), expected, atol=TOL)
+    expected = project_onto_dual_cone(jacobian, jacobian.mean(axis=0))
+    np.testing.assert_allclose(aggregate(DualProj(), jacobian), expected, atol=TOL)
+    np.testing.assert_allclose(
+        aggregate(NashMTL(max_norm=None), jacobian), nash_bargaining(jacobian), atol=1e-3
+    )
