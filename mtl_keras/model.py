@@ -563,15 +563,17 @@ class MultiTaskModel(keras.Model):
         the other heads).
         """
         aggregator = self.balancer.aggregator
-        blocks = [tf.stack([tf.cast(row[k], tf.float32) for row in rows]) for k in range(len(rows[0]))]
-        # The global Jacobian: the replicas' blocks summed (one batched all-reduce), unscaled.
-        blocks = self._unscaled(_all_reduce_sum(blocks))
-        if self.balancer.log_conflicts:
-            self._log_conflicts(gram_of_blocks(blocks))
+        # The global Jacobian: the replicas' rows summed (one batched all-reduce), unscaled.
+        rows = _all_reduce_sum([[tf.cast(g, tf.float32) for g in row] for row in rows])
+        rows = [self._unscaled(row) for row in rows]
+        if self.balancer.log_conflicts or aggregator is None:
+            blocks = [tf.stack([row[k] for row in rows]) for k in range(len(rows[0]))]
+            if self.balancer.log_conflicts:
+                self._log_conflicts(gram_of_blocks(blocks))
         if aggregator is None:
             direction = [tf.reduce_sum(block, axis=0) for block in blocks]
         else:
-            direction = aggregator.aggregate_blocks(blocks)
+            direction = aggregator.aggregate_rows(rows)
         # ``optimizer.apply`` sums the replicas' gradients again: every replica contributes 1/R of the update.
         return self._for_optimizer(direction)
 
@@ -589,14 +591,20 @@ class MultiTaskModel(keras.Model):
         """
         aggregator = self.balancer.aggregator
         assert aggregator is not None  # level "rep" is used only with an aggregator
-        local = self._unscaled([tf.cast(tf.stack(rows), tf.float32)])[0]  # (T, batch, ...)
+        rows = self._unscaled([tf.cast(row, tf.float32) for row in rows])  # each (batch, ...)
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if aggregator.gramian_based:
+            local = tf.stack(rows)  # (T, batch, ...)
             g = _all_reduce_sum(gram_of_blocks([local]))
             if self.balancer.log_conflicts:
                 self._log_conflicts(g)
             local_direction = combine_blocks(aggregator.row_weights(g), [local])[0]
+        elif num_replicas == 1:
+            if self.balancer.log_conflicts:
+                self._log_conflicts(gram_of_blocks([tf.stack(rows)]))
+            local_direction = aggregator.aggregate_rows([[row] for row in rows])[0]
         else:
-            flat = tf.reshape(local, [local.shape[0], -1])
+            flat = tf.reshape(tf.stack(rows), [len(rows), -1])
             jacobian, offset, local_size = _all_gather_columns(flat)
             if self.balancer.log_conflicts:
                 self._log_conflicts(gram_of_blocks([jacobian]))

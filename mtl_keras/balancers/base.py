@@ -131,6 +131,15 @@ class Aggregator(_Balancer):
             return combine_blocks(self._row_weights(gram_of_blocks(blocks)), blocks)
         return self._aggregate_blocks(blocks)
 
+    def aggregate_rows(self, rows: Sequence[Sequence[tf.Tensor]]) -> list[tf.Tensor]:
+        """Like :meth:`aggregate_blocks`, with the Jacobian given per task: ``rows[i][k]`` is task i's
+        gradient of variable k. The default stacks the rows into blocks; an aggregator that can use the
+        rows directly (GradDrop, whose compiled kernel fuses the stacking away) overrides it."""
+        if not rows:
+            raise ValueError("Expected the gradients of at least one task. Received none.")
+        num_vars = len(rows[0])
+        return self.aggregate_blocks([tf.stack([row[k] for row in rows]) for k in range(num_vars)])
+
     def row_weights(self, gram_matrix: tf.Tensor) -> tf.Tensor:
         """Row weights w (T,) float64 of the update ``Jᵀ w``, from the Gram matrix ``J Jᵀ`` (T, T).
 

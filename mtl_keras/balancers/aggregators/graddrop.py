@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -47,19 +48,29 @@ class GradDrop(Aggregator):
     def _aggregate_blocks(self, blocks: list[tf.Tensor]) -> list[tf.Tensor]:
         return graddrop_blocks(blocks, next_seed(self, self.iterations), self.leak)
 
+    def aggregate_rows(self, rows: Sequence[Sequence[tf.Tensor]]) -> list[tf.Tensor]:
+        if not rows:
+            raise ValueError("Expected the gradients of at least one task. Received none.")
+        self._maybe_build(len(rows))
+        blocks = [list(task_grads) for task_grads in zip(*rows, strict=True)]
+        return graddrop_blocks(blocks, next_seed(self, self.iterations), self.leak)
+
     def get_config(self) -> dict[str, Any]:
         return {"leak": self.leak, **super().get_config()}
 
 
 @compiled
-def graddrop_blocks(blocks: list[tf.Tensor], seed: tf.Tensor, leak: float) -> list[tf.Tensor]:
+def graddrop_blocks(blocks: list[Any], seed: tf.Tensor, leak: float) -> list[tf.Tensor]:
     """GradDrop per coordinate, block by block (coordinate k of the flattened J is its own random draw).
 
-    Compiled with XLA, which fuses the passes over each block, the random numbers included, into one.
+    A block is a (T, ...) tensor or the list of the T tasks' gradients of one variable. Compiled with XLA,
+    which fuses the passes over each block, the stacking and the random numbers included, into one.
     """
     key_a, key_b = _keys(seed)
     results, offset = [], 0
     for block in blocks:
+        if isinstance(block, list):
+            block = tf.stack(block)
         # Σ_i M_ik g_ik is the sum of the positive entries where P_k > U_k and of the negative ones
         # elsewhere: two reductions over the tasks, the rest per coordinate.
         positive = tf.reduce_sum(tf.maximum(block, 0.0), axis=0)

@@ -45,6 +45,20 @@ def test_aggregate_blocks_equals_aggregate(name: str) -> None:
         np.testing.assert_allclose(result, expected, rtol=1e-4, atol=3e-5)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_aggregate_rows_equals_aggregate_blocks(name: str) -> None:
+    """The per-task form ``rows[i][k]`` gives the same update as the stacked blocks."""
+    by_rows, by_block = AGGREGATORS.get(name, seed=5), AGGREGATORS.get(name, seed=5)
+    blocks = split(JACOBIAN)
+    rows = [[block[i] for block in blocks] for i in range(JACOBIAN.shape[0])]
+    for _ in range(2):
+        expected = by_block.aggregate_blocks(blocks)
+        for result, wanted in zip(by_rows.aggregate_rows(rows), expected, strict=True):
+            np.testing.assert_allclose(result.numpy(), wanted.numpy(), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="at least one task"):
+        by_rows.aggregate_rows([])
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if AGGREGATORS.get(n).gramian_based])
 def test_row_weights_reproduce_aggregate(name: str) -> None:
     """``Jᵀ row_weights(J Jᵀ)`` is the update, with the Gram matrix computed independently in float64."""
