@@ -295,6 +295,15 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         '"ratio of p10s" divides the 10th percentiles instead of the medians: on a machine shared with other '
         "jobs the fast steps are the ones nobody preempted, so it estimates the uncontended ratio.",
+        "",
+        "How the step is built (`mtl_keras/model.py`, `mtl_keras/balancers/base.py`): one backward pass per "
+        "task gives both its row of the Jacobian and its gradient of the task-specific variables; J is never "
+        "concatenated but kept as one (T, ...) block per shared variable; Gramian-based aggregators get "
+        "G = Σ_b J_b J_bᵀ (a float32 matmul per block, recomputed rescaled only on overflow or underflow), "
+        "solve their T × T problem in one XLA-compiled function (interior point or Newton steps with unrolled "
+        "elimination) and give each variable wᵀJ_b; GradDrop's element-wise kernel, counter-based random "
+        "numbers included, is one XLA kernel. At representation level under a strategy only the (T, T) Gram "
+        "matrix is all-reduced.",
     ]
     return "\n".join(lines) + "\n"
 
