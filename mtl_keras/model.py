@@ -412,7 +412,7 @@ class MultiTaskModel(keras.Model):
             # the layers, and an all-reduce below lets another replica's forward pass overwrite them.
             regularization = self._regularization()
             shares, global_losses, extras = self._task_losses_for(y, y_pred, sample_weight)
-            gradient_norms = self._gradient_norms(tape, shares) if needs_norms else None
+            gradient_norms, norm_grads = self._gradient_norms(tape, shares) if needs_norms else (None, None)
             weights, offsets = balancer.weighting.weigh(global_losses, gradient_norms=gradient_norms)
             # Task i's term λ_i·(its share of L_i) + c_i/R; the objective is their sum.
             terms = [
@@ -447,6 +447,23 @@ class MultiTaskModel(keras.Model):
                 scaled_objective,
                 variables,
             )
+        elif norm_grads is not None and self._norms_cover_shared():
+            # The weighting already needed every task's gradient of every shared variable (DB-MTL): the
+            # shared update Σ_i λ_i g_i reuses them instead of another backward pass through the trunk.
+            lam = tf.unstack(tf.stop_gradient(weights))
+            direction = [
+                tf.add_n([lam[i] * task[k] for i, task in enumerate(norm_grads)])
+                for k in range(len(norm_grads[0]))
+            ]
+            shared_grads = self._for_optimizer(direction)
+            if isinstance(scaled_regularization, tf.Tensor):
+                reg_grads = tape.gradient(
+                    scaled_regularization,
+                    [v.value for v in self.shared_variables],
+                    unconnected_gradients="zero",
+                )
+                shared_grads = [g + r for g, r in zip(shared_grads, reg_grads, strict=True)]
+            grads = self._split_gradients(tape, shared_grads, scaled_objective, variables)
         else:
             grads = tape.gradient(scaled_objective, [v.value for v in variables])
         del tape
@@ -476,17 +493,27 @@ class MultiTaskModel(keras.Model):
         """The sum of the losses layers added in the last forward pass (penalties, regularisers), or 0.0."""
         return tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else 0.0
 
-    def _gradient_norms(self, tape: tf.GradientTape, terms: list[tf.Tensor]) -> tf.Tensor:
-        """Norms of each task's (global) loss gradient w.r.t. the variables the weighting asks for."""
+    def _gradient_norms(
+        self, tape: tf.GradientTape, terms: list[tf.Tensor]
+    ) -> tuple[tf.Tensor, list[list[tf.Tensor]]]:
+        """Norms of each task's (global) loss gradient w.r.t. the variables the weighting asks for, and
+        those gradients (``[task][variable]``, all-reduced and unscaled)."""
         values = [v.value for v in self.balancer.weighting.norm_variables(self) or []]
+        scaled = [self._loss_scaled(term) for term in terms]  # recorded: float16 gradients do not underflow
         with tape.stop_recording():
             grads = [
                 [tf.cast(g, tf.float32) for g in tape.gradient(term, values, unconnected_gradients="zero")]
-                for term in terms
+                for term in scaled
             ]
             grads = _all_reduce_sum(grads)  # the norm of the global gradient, not the sum of norms
+            grads = [self._unscaled(task) for task in grads]
             squared = [tf.add_n([tf.reduce_sum(tf.square(g)) for g in task]) for task in grads]
-            return tf.sqrt(tf.stack(squared))
+            return tf.sqrt(tf.stack(squared)), grads
+
+    def _norms_cover_shared(self) -> bool:
+        """True when the weighting's gradient norms are taken over exactly the shared variables."""
+        norm_variables = self.balancer.weighting.norm_variables(self) or []
+        return {id(v) for v in norm_variables} == {id(v) for v in self.shared_variables}
 
     def _split_gradients(
         self,

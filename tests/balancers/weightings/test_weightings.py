@@ -117,6 +117,29 @@ def test_db_mtl_first_step_weights_match_a_plain_tape():
     np.testing.assert_allclose([logs[f"{t}_weight"] for t in "abc"], expected, rtol=1e-4)
 
 
+def test_db_mtl_update_is_the_gradient_of_the_weighted_sum():
+    """DB-MTL reuses the per-task gradients it took norms of for the shared update: one SGD step must move
+    every variable (shared, heads) by lr · ∇(Σ λ_i L_i) computed on a plain tape, with λ from the logs."""
+    x, y = toy_data(n=64)
+    model = builders.hard_sharing(toy_tasks(), 12, trunk=(8, 6))
+    model.compile(keras.optimizers.SGD(0.1), balancer="db_mtl")
+    before = [v.numpy() for v in model.trainable_variables]
+    with tf.GradientTape() as tape:
+        p = model(x, training=True)
+        losses = [
+            tf.reduce_mean(keras.losses.binary_crossentropy(y["a"][:, None], p["a"])),
+            tf.reduce_mean(keras.losses.mean_squared_error(y["b"][:, None], p["b"])),
+            tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y["c"], p["c"])),
+        ]
+    logs = model.train_on_batch(x, y, return_dict=True)
+    weights = [logs[f"{t}_weight"] for t in "abc"]
+    with tape:
+        objective = tf.add_n([w * loss for w, loss in zip(weights, losses, strict=True)])
+    grads = tape.gradient(objective, [v.value for v in model.trainable_variables])
+    for variable, start, grad in zip(model.trainable_variables, before, grads, strict=True):
+        np.testing.assert_allclose(variable.numpy(), start - 0.1 * grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
 def test_gradnorm_toy_raises_the_weight_of_the_small_task():
     """REFERENCE.md toy: σ = (1, 100), α = 0.12 — the σ = 1 task's weight rises above the σ = 100 task's."""
     rng = np.random.default_rng(0)
