@@ -455,14 +455,12 @@ class MultiTaskModel(keras.Model):
                 tf.add_n([lam[i] * task[k] for i, task in enumerate(norm_grads)])
                 for k in range(len(norm_grads[0]))
             ]
-            shared_grads = self._for_optimizer(direction)
-            if isinstance(scaled_regularization, tf.Tensor):
-                reg_grads = tape.gradient(
-                    scaled_regularization,
-                    [v.value for v in self.shared_variables],
-                    unconnected_gradients="zero",
-                )
-                shared_grads = [g + r for g, r in zip(shared_grads, reg_grads, strict=True)]
+            shared_grads = self._with_regularization(
+                tape,
+                scaled_regularization,
+                [v.value for v in self.shared_variables],
+                self._for_optimizer(direction),
+            )
             grads = self._split_gradients(tape, shared_grads, scaled_objective, variables)
         else:
             grads = tape.gradient(scaled_objective, [v.value for v in variables])
@@ -476,17 +474,21 @@ class MultiTaskModel(keras.Model):
     def _uses_loss_scaling(self) -> bool:
         return isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
 
+    def _loss_scale(self) -> tf.Tensor:
+        """The optimizer's current loss scale (float32); only meaningful with loss scaling."""
+        return tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+
     def _loss_scaled(self, value: Any) -> Any:
         """``value`` times the optimizer's loss scale (mixed precision); ``value`` itself without one."""
         if not self._uses_loss_scaling:
             return value
-        return tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32) * value
+        return self._loss_scale() * value
 
     def _unscaled(self, values: list[tf.Tensor]) -> list[tf.Tensor]:
         """Gradients of loss-scaled terms divided by the loss scale (no-op without loss scaling)."""
         if not self._uses_loss_scaling:
             return values
-        scale = tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+        scale = self._loss_scale()
         return [v / tf.cast(scale, v.dtype) for v in values]
 
     def _regularization(self) -> Any:
@@ -523,15 +525,37 @@ class MultiTaskModel(keras.Model):
         variables: list[Any],
     ) -> list[tf.Tensor]:
         """Shared variables get ``shared_grads``; every other variable the gradient of the objective."""
-        shared = self.shared_variables
-        shared_ids = {id(v) for v in shared}
-        task_specific = [v for v in variables if id(v) not in shared_ids]
+        task_specific = self._task_specific(variables)
         specific_grads = tape.gradient(
             scaled_objective, [v.value for v in task_specific], unconnected_gradients="zero"
         )
+        return self._assemble(variables, shared_grads, task_specific, specific_grads)
+
+    def _task_specific(self, variables: list[Any]) -> list[Any]:
+        """The variables of ``variables`` that are not shared (heads, balancer state), in order."""
+        shared_ids = {id(v) for v in self.shared_variables}
+        return [v for v in variables if id(v) not in shared_ids]
+
+    def _assemble(
+        self,
+        variables: list[Any],
+        shared_grads: list[Any],
+        task_specific: list[Any],
+        specific_grads: list[Any],
+    ) -> list[Any]:
+        """The gradients in the order of ``variables``, from those of the shared and the other variables."""
         by_id = {id(v): g for v, g in zip(task_specific, specific_grads, strict=True)}
-        by_id.update({id(v): g for v, g in zip(shared, shared_grads, strict=True)})
+        by_id.update({id(v): g for v, g in zip(self.shared_variables, shared_grads, strict=True)})
         return [by_id[id(v)] for v in variables]
+
+    def _with_regularization(
+        self, tape: tf.GradientTape, scaled_regularization: Any, values: list[Any], grads: list[Any]
+    ) -> list[Any]:
+        """``grads`` (of ``values``) plus the gradient of the layers' regularisation losses, if any."""
+        if not isinstance(scaled_regularization, tf.Tensor):
+            return grads
+        reg_grads = tape.gradient(scaled_regularization, values, unconnected_gradients="zero")
+        return [g + r for g, r in zip(grads, reg_grads, strict=True)]
 
     def _balanced_gradients(
         self,
@@ -548,8 +572,7 @@ class MultiTaskModel(keras.Model):
         which is the gradient of the objective without a separate backward pass.
         """
         shared = self.shared_variables
-        shared_ids = {id(v) for v in shared}
-        specific = [v for v in variables if id(v) not in shared_ids]
+        specific = self._task_specific(variables)
         shared_values = [v.value for v in shared]
         specific_values = [v.value for v in specific]
         targets = [representation] if representation is not None else shared_values
@@ -571,16 +594,11 @@ class MultiTaskModel(keras.Model):
             )
         else:
             shared_grads = self._parameter_level(rows)
-        if isinstance(scaled_regularization, tf.Tensor):
-            # Regularisation losses (penalties, kernel regularisers) are added to every variable's gradient.
-            reg_grads = tape.gradient(
-                scaled_regularization, shared_values + specific_values, unconnected_gradients="zero"
-            )
-            shared_grads = [g + r for g, r in zip(shared_grads, reg_grads[: len(shared)], strict=True)]
-            summed = [g + r for g, r in zip(summed, reg_grads[len(shared) :], strict=True)]
-        by_id = {id(v): g for v, g in zip(specific, summed, strict=True)}
-        by_id.update({id(v): g for v, g in zip(shared, shared_grads, strict=True)})
-        return [by_id[id(v)] for v in variables]
+        # Regularisation losses (penalties, kernel regularisers) are added to every variable's gradient.
+        grads = self._with_regularization(
+            tape, scaled_regularization, shared_values + specific_values, shared_grads + summed
+        )
+        return self._assemble(variables, grads[: len(shared)], specific, grads[len(shared) :])
 
     def _parameter_level(self, rows: list[list[tf.Tensor]]) -> list[tf.Tensor]:
         """Aggregate the Jacobian w.r.t. the shared variables, given as one (T, ...) block per variable.
@@ -593,12 +611,12 @@ class MultiTaskModel(keras.Model):
         # The global Jacobian: the replicas' rows summed (one batched all-reduce), unscaled.
         rows = _all_reduce_sum([[tf.cast(g, tf.float32) for g in row] for row in rows])
         rows = [self._unscaled(row) for row in rows]
-        if self.balancer.log_conflicts or aggregator is None:
-            blocks = [tf.stack([row[k] for row in rows]) for k in range(len(rows[0]))]
-            if self.balancer.log_conflicts:
-                self._log_conflicts(gram_of_blocks(blocks))
+        if self.balancer.log_conflicts:
+            self._log_conflicts(
+                gram_of_blocks([tf.stack(task_grads) for task_grads in zip(*rows, strict=True)])
+            )
         if aggregator is None:
-            direction = [tf.reduce_sum(block, axis=0) for block in blocks]
+            direction = [tf.add_n(list(task_grads)) for task_grads in zip(*rows, strict=True)]
         else:
             direction = aggregator.aggregate_rows(rows)
         # ``optimizer.apply`` sums the replicas' gradients again: every replica contributes 1/R of the update.
@@ -648,7 +666,8 @@ class MultiTaskModel(keras.Model):
         """Loss-scale the update (the optimizer unscales it) and divide it among the replicas."""
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if self._uses_loss_scaling:
-            direction = [self._loss_scaled(d) for d in direction]
+            scale = self._loss_scale()
+            direction = [scale * d for d in direction]
         if num_replicas > 1:
             direction = [d / num_replicas for d in direction]
         return direction

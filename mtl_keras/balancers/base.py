@@ -134,11 +134,15 @@ class Aggregator(_Balancer):
     def aggregate_rows(self, rows: Sequence[Sequence[tf.Tensor]]) -> list[tf.Tensor]:
         """Like :meth:`aggregate_blocks`, with the Jacobian given per task: ``rows[i][k]`` is task i's
         gradient of variable k. The default stacks the rows into blocks; an aggregator that can use the
-        rows directly (GradDrop, whose compiled kernel fuses the stacking away) overrides it."""
+        rows directly (GradDrop, whose compiled kernel fuses the stacking away) overrides
+        :meth:`_aggregate_rows`."""
         if not rows:
             raise ValueError("Expected the gradients of at least one task. Received none.")
-        num_vars = len(rows[0])
-        return self.aggregate_blocks([tf.stack([row[k] for row in rows]) for k in range(num_vars)])
+        self._maybe_build(len(rows))
+        return self._aggregate_rows([list(row) for row in rows])
+
+    def _aggregate_rows(self, rows: list[list[tf.Tensor]]) -> list[tf.Tensor]:
+        return self.aggregate_blocks([tf.stack(task_grads) for task_grads in zip(*rows, strict=True)])
 
     def row_weights(self, gram_matrix: tf.Tensor) -> tf.Tensor:
         """Row weights w (T,) float64 of the update ``Jᵀ w``, from the Gram matrix ``J Jᵀ`` (T, T).

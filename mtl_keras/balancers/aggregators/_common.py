@@ -1,7 +1,7 @@
-"""Helpers shared by the aggregators: the Gram matrix, absent tasks, combining rows, seeds.
+"""Helpers shared by the aggregators: absent tasks, the (T, T) solvers' building blocks, seeds.
 
-Everything that depends on the number of parameters P is one matmul; the rest works on (T, T) float64
-tensors, because the small systems the methods solve are better conditioned there.
+The Gram matrix and the combination of rows are in :mod:`mtl_keras.balancers._gramian`; everything here
+works on (T, T) float64 tensors, because the small systems the methods solve are better conditioned there.
 """
 
 from __future__ import annotations
@@ -11,24 +11,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.balancers._gramian import combine, combine_blocks, gram, gram_of_blocks
 from mtl_keras.balancers.base import Aggregator, state_variable
-
-__all__ = [
-    "ACTIVE_RTOL",
-    "active_rows",
-    "combine",
-    "combine_blocks",
-    "compiled",
-    "decouple",
-    "gram",
-    "gram_of_blocks",
-    "next_seed",
-    "normalize",
-    "small_matvec",
-    "small_solve",
-    "step_counter",
-]
 
 #: A row whose squared norm is at most this fraction of the largest one counts as a zero row (a task
 #: absent from the batch): a norm ratio of 1e-7, the resolution of float32.

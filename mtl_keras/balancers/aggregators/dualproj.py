@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators.upgrad import check_eps, dual_cone_weights
-from mtl_keras.balancers.base import AGGREGATORS, Aggregator
+from mtl_keras.balancers.aggregators.upgrad import DualConeAggregator, dual_cone_weights
+from mtl_keras.balancers.base import AGGREGATORS
 
 
 @AGGREGATORS.register("dualproj")
-class DualProj(Aggregator):
+class DualProj(DualConeAggregator):
     """DualProj (Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", 2024).
 
     The mean gradient ``(1/T) Σ_i g_i`` projected onto the dual cone ``{x : g_jᵀ x ≥ 0 for all j}``: the
@@ -28,16 +26,7 @@ class DualProj(Aggregator):
         seed: unused (no randomness); kept for a uniform constructor.
     """
 
-    gramian_based = True
-
-    def __init__(self, *, eps: float = 0.0, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
-        self.eps = check_eps(eps)
-
     def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
         assert self.num_tasks is not None
         mean = tf.fill([1, self.num_tasks], tf.constant(1.0 / self.num_tasks, tf.float64))
         return dual_cone_weights(g, mean, self.eps)[0]
-
-    def get_config(self) -> dict[str, Any]:
-        return {"eps": self.eps, **super().get_config()}

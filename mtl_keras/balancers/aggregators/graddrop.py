@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -48,10 +47,7 @@ class GradDrop(Aggregator):
     def _aggregate_blocks(self, blocks: list[tf.Tensor]) -> list[tf.Tensor]:
         return graddrop_blocks(blocks, next_seed(self, self.iterations), self.leak)
 
-    def aggregate_rows(self, rows: Sequence[Sequence[tf.Tensor]]) -> list[tf.Tensor]:
-        if not rows:
-            raise ValueError("Expected the gradients of at least one task. Received none.")
-        self._maybe_build(len(rows))
+    def _aggregate_rows(self, rows: list[list[tf.Tensor]]) -> list[tf.Tensor]:
         blocks = [list(task_grads) for task_grads in zip(*rows, strict=True)]
         return graddrop_blocks(blocks, next_seed(self, self.iterations), self.leak)
 

@@ -11,10 +11,19 @@ from mtl_keras.balancers.aggregators._interior_point import nonnegative_qp
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 
 
-def check_eps(eps: float) -> float:
-    if not eps >= 0.0:
-        raise ValueError(f"Expected `eps` to be a non-negative number. Received: eps={eps}")
-    return float(eps)
+class DualConeAggregator(Aggregator):
+    """Base of UPGrad and DualProj: projections onto the dual cone of the rows, regularised by ``eps``."""
+
+    gramian_based = True
+
+    def __init__(self, *, eps: float = 0.0, seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        if not eps >= 0.0:
+            raise ValueError(f"Expected `eps` to be a non-negative number. Received: eps={eps}")
+        self.eps = float(eps)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"eps": self.eps, **super().get_config()}
 
 
 @compiled
@@ -46,7 +55,7 @@ def dual_cone_weights(g: tf.Tensor, lower: tf.Tensor, eps: float) -> tf.Tensor:
 
 
 @AGGREGATORS.register("upgrad")
-class UPGrad(Aggregator):
+class UPGrad(DualConeAggregator):
     """Unconflicting Projection of Gradients (Quinton & Rey, "Jacobian Descent for Multi-Objective
     Optimization", 2024).
 
@@ -66,17 +75,8 @@ class UPGrad(Aggregator):
         seed: unused (no randomness); kept for a uniform constructor.
     """
 
-    gramian_based = True
-
-    def __init__(self, *, eps: float = 0.0, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
-        self.eps = check_eps(eps)
-
     def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
         assert self.num_tasks is not None
         eye = tf.eye(self.num_tasks, dtype=tf.float64)
         weights = dual_cone_weights(g, eye, self.eps)  # row i: weights of π(g_i)
         return tf.reduce_mean(weights, axis=0)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"eps": self.eps, **super().get_config()}
