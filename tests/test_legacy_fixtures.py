@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from mtl_keras.export import check_export
+from mtl_keras.export.serving import models_config_text
 
 FIXTURES = Path(__file__).parent / "fixtures" / "legacy_20d24d7"
 EXPECTED = np.load(FIXTURES / "expected.npz", allow_pickle=False)
@@ -69,6 +70,8 @@ def test_legacy_raw_feature_model_and_its_export() -> None:
 def test_legacy_export_passes_todays_checker(tmp_path: Path) -> None:
     base = tmp_path / "export"
     shutil.copytree(FIXTURES / "export", base)
+    # models.config names the absolute base path, so it is written here rather than committed.
+    (base / "models.config").write_text(models_config_text("raw_mmoe", base), encoding="utf-8")
     model = keras.saving.load_model(FIXTURES / "raw_mmoe.keras")
     report = check_export(base, model)
     assert report["ok"], report["errors"]
