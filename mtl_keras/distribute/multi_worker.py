@@ -30,7 +30,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.distribute.loops import RunCallbacks, TrainingRun
+from mtl_keras.distribute.run import RunCallbacks, TrainingRun
 from mtl_keras.distribute.strategy import in_scope, worker_role
 from mtl_keras.model import MultiTaskModel
 
