@@ -1,4 +1,5 @@
-"""What the early-stopping callbacks share: monitored keys, metric directions, the composite score."""
+"""What the early-stopping callbacks share: their base class (arguments, monitored keys, reading the
+logs), metric directions, the composite score."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import keras
 
 from mtl_keras.tasks import HIGHER_IS_BETTER
 
@@ -106,3 +109,54 @@ def improved(value: float, best: float | None, higher: bool, min_delta: float) -
     if best is None:
         return True
     return value > best + min_delta if higher else value < best - min_delta
+
+
+class TaskEarlyStopping(keras.callbacks.Callback):
+    """The part of an early stopper over a multi-task model's tasks that does not depend on the rule:
+    ``patience``/``min_delta`` checked, each task's monitored log key and direction, reading them at an
+    epoch end.
+
+    Subclasses set :attr:`callback_name` (used in messages), extend :meth:`_reset` with their own state
+    and fill ``monitored``/``directions`` in ``on_train_begin`` through :meth:`_watch`.
+    """
+
+    callback_name = "TaskEarlyStopping"
+
+    def __init__(self, patience: int, min_delta: float, restore_best_weights: bool, verbose: int) -> None:
+        super().__init__()
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(
+                f"Expected `patience` to be a non-negative integer. Received: patience={patience!r}"
+            )
+        if min_delta < 0:
+            raise ValueError(f"Expected `min_delta` >= 0. Received: min_delta={min_delta!r}")
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        self.restore_best_weights = restore_best_weights
+        self.verbose = verbose
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget a previous ``fit`` (called again at ``on_train_begin``)."""
+        self.monitored: dict[str, str] = {}
+        self.directions: dict[str, bool] = {}
+
+    def _task_names(self, *required: str) -> list[str]:
+        """The model's task names; a clear error when it is not a multi-task model (lacks ``task_names``
+        or one of the ``required`` attributes)."""
+        task_names = list(getattr(self.model, "task_names", []))
+        if not task_names or not all(hasattr(self.model, name) for name in required):
+            raise ValueError(f"{self.callback_name} needs a MultiTaskModel (a model with `task_names`).")
+        return task_names
+
+    def _watch(
+        self, task: str, spec: str, mode: str = "auto", overrides: Mapping[str, bool] | None = None
+    ) -> None:
+        """Monitor ``task`` on ``spec`` (see :func:`monitored_key`) in the direction ``mode`` gives."""
+        key = monitored_key(task, spec)
+        self.monitored[task] = key
+        self.directions[task] = higher_is_better(key, task, mode, overrides)
+
+    def _read(self, logs: Mapping[str, Any]) -> dict[str, float]:
+        """``{task: its monitored value}`` from an epoch's logs."""
+        return {task: read(logs, key, self.callback_name) for task, key in self.monitored.items()}

@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import keras
-
 from mtl_keras.callbacks import _common
 
 
-class CompositeEarlyStopping(keras.callbacks.Callback):
+class CompositeEarlyStopping(_common.TaskEarlyStopping):
     """Stop when the composite validation score has not improved for ``patience`` epochs.
 
     Each epoch, with m_i the monitored validation metric of task i and m_i,0 its value after the first
@@ -39,6 +37,8 @@ class CompositeEarlyStopping(keras.callbacks.Callback):
     ``scores`` (one per epoch), ``monitored`` (``{task: log key}``).
     """
 
+    callback_name = "CompositeEarlyStopping"
+
     def __init__(
         self,
         metrics: Mapping[str, str] | None = None,
@@ -49,13 +49,7 @@ class CompositeEarlyStopping(keras.callbacks.Callback):
         higher_is_better: Mapping[str, bool] | None = None,
         verbose: int = 0,
     ) -> None:
-        super().__init__()
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(
-                f"Expected `patience` to be a non-negative integer. Received: patience={patience!r}"
-            )
-        if min_delta < 0:
-            raise ValueError(f"Expected `min_delta` >= 0. Received: min_delta={min_delta!r}")
+        super().__init__(patience, min_delta, restore_best_weights, verbose)
         if weights is not None and (
             any(float(w) < 0 for w in weights.values()) or sum(float(w) for w in weights.values()) <= 0
         ):
@@ -64,16 +58,10 @@ class CompositeEarlyStopping(keras.callbacks.Callback):
             )
         self.metrics = dict(metrics) if metrics is not None else None
         self.weights = dict(weights) if weights is not None else None
-        self.patience = patience
-        self.min_delta = float(min_delta)
-        self.restore_best_weights = restore_best_weights
         self.higher_is_better = dict(higher_is_better or {})
-        self.verbose = verbose
-        self._reset()
 
     def _reset(self) -> None:
-        self.monitored: dict[str, str] = {}
-        self.directions: dict[str, bool] = {}
+        super()._reset()
         self.baselines: dict[str, float] | None = None
         self.scores: list[float] = []
         self.best_score: float | None = None
@@ -85,9 +73,7 @@ class CompositeEarlyStopping(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._reset()
         model = self.model
-        task_names = list(getattr(model, "task_names", []))
-        if not task_names:
-            raise ValueError("CompositeEarlyStopping needs a MultiTaskModel (a model with `task_names`).")
+        task_names = self._task_names()
         if self.metrics is None:
             specs = {t.name: (t.metric_names()[0] if t.metric_names() else "loss") for t in model.tasks}
         else:
@@ -100,14 +86,12 @@ class CompositeEarlyStopping(keras.callbacks.Callback):
                 "CompositeEarlyStopping monitors no task: give `metrics` with positive `weights`."
             )
         for task, spec in specs.items():
-            key = _common.monitored_key(task, spec)
-            self.monitored[task] = key
-            self.directions[task] = _common.higher_is_better(key, task, "auto", self.higher_is_better)
+            self._watch(task, spec, "auto", self.higher_is_better)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is None:
             return
-        values = {t: _common.read(logs, key, "CompositeEarlyStopping") for t, key in self.monitored.items()}
+        values = self._read(logs)
         if self.baselines is None:
             self.baselines = dict(values)
         score = _common.composite_score(values, self.baselines, self.directions, self.weights)

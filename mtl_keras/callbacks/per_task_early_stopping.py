@@ -33,13 +33,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from mtl_keras.callbacks import _common
 
 SHARED_WEIGHTS = ("final", "composite")
+
+
+def _shared_ids(model: Any) -> set[int]:
+    """The ids of the variables of the model's shared layers."""
+    return {id(v) for name in model.shared_layer_names for v in model.get_layer(name).weights}
 
 
 def task_head_variables(model: Any) -> tuple[dict[str, list[Any]], list[Any]]:
@@ -49,7 +53,7 @@ def task_head_variables(model: Any) -> tuple[dict[str, list[Any]], list[Any]]:
     in a head.
     """
     task_names = list(model.task_names)
-    shared_ids = {id(v) for name in model.shared_layer_names for v in model.get_layer(name).weights}
+    shared_ids = _shared_ids(model)
     candidates = [v for v in model.weights if id(v) not in shared_ids and tf.as_dtype(v.dtype).is_floating]
     specs = tf.nest.map_structure(lambda t: tf.TensorSpec((None, *tuple(t.shape)[1:]), t.dtype), model.input)
     connected: dict[str, list[bool]] = {}
@@ -81,7 +85,7 @@ def _layers_variables(
     model: Any, task_layers: Mapping[str, Sequence[str]]
 ) -> tuple[dict[str, list[Any]], list[Any]]:
     heads: dict[str, list[Any]] = {name: [] for name in model.task_names}
-    shared_ids = {id(v) for name in model.shared_layer_names for v in model.get_layer(name).weights}
+    shared_ids = _shared_ids(model)
     owned: dict[int, str] = {}
     for task, names in task_layers.items():
         for layer_name in [names] if isinstance(names, str) else names:
@@ -116,7 +120,7 @@ def _assign(variables: Sequence[Any], values: Sequence[np.ndarray]) -> None:
         variable.assign(value)
 
 
-class PerTaskEarlyStopping(keras.callbacks.Callback):
+class PerTaskEarlyStopping(_common.TaskEarlyStopping):
     """Early stopping per task: each task's head keeps the weights of its own best validation epoch.
 
     Args:
@@ -137,6 +141,8 @@ class PerTaskEarlyStopping(keras.callbacks.Callback):
     ``{task: epoch or None}``, ``head_variables`` ``{task: [variables]}``, ``monitored`` ``{task: key}``.
     """
 
+    callback_name = "PerTaskEarlyStopping"
+
     def __init__(
         self,
         monitor: str | Mapping[str, str] = "val_{task}_loss",
@@ -148,13 +154,7 @@ class PerTaskEarlyStopping(keras.callbacks.Callback):
         task_layers: Mapping[str, Sequence[str]] | None = None,
         verbose: int = 0,
     ) -> None:
-        super().__init__()
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(
-                f"Expected `patience` to be a non-negative integer. Received: patience={patience!r}"
-            )
-        if min_delta < 0:
-            raise ValueError(f"Expected `min_delta` >= 0. Received: min_delta={min_delta!r}")
+        super().__init__(patience, min_delta, restore_best_weights, verbose)
         if shared_weights not in SHARED_WEIGHTS:
             raise ValueError(
                 f"Expected `shared_weights` to be one of {SHARED_WEIGHTS}. "
@@ -162,17 +162,11 @@ class PerTaskEarlyStopping(keras.callbacks.Callback):
             )
         self.monitor = monitor
         self.mode = mode
-        self.patience = patience
-        self.min_delta = float(min_delta)
-        self.restore_best_weights = restore_best_weights
         self.shared_weights = shared_weights
         self.task_layers = task_layers
-        self.verbose = verbose
-        self._reset()
 
     def _reset(self) -> None:
-        self.monitored: dict[str, str] = {}
-        self.directions: dict[str, bool] = {}
+        super()._reset()
         self.best_epochs: dict[str, int | None] = {}
         self.best_values: dict[str, float | None] = {}
         self.stopped_epochs: dict[str, int | None] = {}
@@ -188,15 +182,11 @@ class PerTaskEarlyStopping(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._reset()
         model = self.model
-        task_names = list(getattr(model, "task_names", []))
-        if not task_names or not hasattr(model, "shared_layer_names"):
-            raise ValueError("PerTaskEarlyStopping needs a MultiTaskModel (a model with `task_names`).")
+        task_names = self._task_names("shared_layer_names")
         monitors = _common.per_task(self.monitor, task_names, "monitor")
         modes = _common.per_task(self.mode, task_names, "mode")
         for task in task_names:
-            key = _common.monitored_key(task, monitors.get(task, "val_{task}_loss"))
-            self.monitored[task] = key
-            self.directions[task] = _common.higher_is_better(key, task, modes.get(task, "auto"))
+            self._watch(task, monitors.get(task, "val_{task}_loss"), modes.get(task, "auto"))
             self.best_epochs[task] = None
             self.best_values[task] = None
             self.stopped_epochs[task] = None
@@ -212,7 +202,7 @@ class PerTaskEarlyStopping(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is None:
             return
-        values = {t: _common.read(logs, key, "PerTaskEarlyStopping") for t, key in self.monitored.items()}
+        values = self._read(logs)
         for task, value in values.items():
             if self.stopped_epochs[task] is not None:
                 continue
