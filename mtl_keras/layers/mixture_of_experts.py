@@ -72,18 +72,23 @@ class Experts(keras.layers.Layer):
 
 @serializable
 class Gate(keras.layers.Layer):
-    """A softmax gate: (batch, d) → (batch, num_experts) weights that sum to 1 (a linear map then softmax)."""
+    """A softmax gate: (batch, d) → (batch, num_experts) weights that sum to 1 (a linear map then softmax).
+
+    The logits follow the layer's dtype policy; the softmax is taken in float32 and its result cast to the
+    compute dtype (under ``mixed_float16`` the weights still sum to 1 up to float16 rounding).
+    """
 
     def __init__(self, num_experts: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_experts = check_positive_int(num_experts, "num_experts")
-        self.dense = keras.layers.Dense(self.num_experts, name="logits")
+        self.dense = keras.layers.Dense(self.num_experts, dtype=self.dtype_policy, name="logits")
 
     def build(self, input_shape: Any) -> None:
         self.dense.build(input_shape)
 
     def call(self, inputs: Any) -> Any:
-        return ops.softmax(self.dense(inputs), axis=-1)
+        weights = ops.softmax(ops.cast(self.dense(inputs), "float32"), axis=-1)
+        return ops.cast(weights, self.compute_dtype)
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
         return (input_shape[0], self.num_experts)
@@ -95,6 +100,10 @@ class Gate(keras.layers.Layer):
 @serializable
 class GatedMixture(keras.layers.Layer):
     """Σ_e gate[b, e] · experts[b, e, :]: inputs ``[experts (batch, E, u), gate (batch, E)]`` → (batch, u)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._build_at_init()  # stateless: built once made, as Keras's own stateless layers are
 
     def call(self, inputs: Any) -> Any:
         experts, gate = inputs
@@ -108,6 +117,10 @@ class GatedMixture(keras.layers.Layer):
 @serializable
 class ConcatExperts(keras.layers.Layer):
     """Concatenate stacked expert groups along the expert axis: [(b, E1, u), (b, E2, u)] → (b, E1+E2, u)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._build_at_init()  # stateless
 
     def call(self, inputs: Any) -> Any:
         return ops.concatenate(list(inputs), axis=1)

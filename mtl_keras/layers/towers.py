@@ -15,6 +15,9 @@ from mtl_keras.layers._checks import check_positive_ints, check_rate
 class Tower(keras.layers.Layer):
     """Dense(units[0]) → … → Dense(units[-1]) → Dense(output_units, output_activation).
 
+    Every sublayer follows the tower's dtype policy, so under ``mixed_float16`` the output is float16 (the
+    compute dtype); a model that wants float32 outputs puts a float32 layer after the tower, the Keras way.
+
     Args:
         units: hidden layer sizes (may be empty: the tower is then just the output layer).
         output_units: width of the output.
@@ -38,13 +41,16 @@ class Tower(keras.layers.Layer):
         self.output_activation = output_activation
         self.activation = activation
         self.dropout = check_rate(dropout, "dropout")
+        policy = self.dtype_policy
         self.hidden = [
-            keras.layers.Dense(u, activation=activation, name=f"dense_{i}") for i, u in enumerate(units)
+            keras.layers.Dense(u, activation=activation, dtype=policy, name=f"dense_{i}")
+            for i, u in enumerate(self.units)
         ]
-        self.dropouts = [keras.layers.Dropout(self.dropout) for _ in self.units] if self.dropout else []
-        # float32 output: losses and probabilities stay exact under mixed precision.
+        self.dropouts = (
+            [keras.layers.Dropout(self.dropout, dtype=policy) for _ in self.units] if self.dropout else []
+        )
         self.head = keras.layers.Dense(
-            output_units, activation=output_activation, dtype="float32", name="output"
+            output_units, activation=output_activation, dtype=policy, name="output"
         )
 
     def build(self, input_shape: Any) -> None:
