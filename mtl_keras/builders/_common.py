@@ -3,6 +3,11 @@
 A builder is two functions in its own file: ``graph(tasks, features, *, prefix, **options) -> Graph`` wires
 the layers on a feature tensor, and the public builder turns ``inputs`` into that feature tensor, calls
 ``graph`` and wraps the result. ``single_task`` reuses the ``graph`` functions to build per-task columns.
+
+Every task output ends in :func:`float32_output`, so heads stay float32 under a ``mixed_float16`` policy
+(losses and probabilities exact) while the layers before them compute in the policy's dtype. The shared
+layers a graph declares are checked against those derived from the graph itself
+(:mod:`mtl_keras.builders.sharing`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 import keras
 
 from mtl_keras.builders.inputs import make_inputs
+from mtl_keras.builders.sharing import check_shared_layers
 from mtl_keras.layers._checks import check_positive_int, check_rate
 from mtl_keras.layers.towers import Tower
 from mtl_keras.model import MultiTaskModel
@@ -28,11 +34,19 @@ Block = int | Callable[[], keras.layers.Layer] | dict[str, dict[str, Any]]
 
 @dataclasses.dataclass
 class Graph:
-    """What a builder wired: the task outputs, the layers shared by several tasks, the representation layer."""
+    """What a builder wired: the task outputs, the layers shared by several tasks, the representation layer.
+
+    ``shared_layers`` is the builder's record, in its order (the last one is GradNorm's ``W_s``);
+    :func:`build_model` checks it against the layers reachable from two or more outputs. ``columnwise``
+    names the layers whose ``k``-th output column uses only their ``k``-th variables and input, and
+    ``loss_free`` the outputs without a loss of their own (see :mod:`mtl_keras.builders.sharing`).
+    """
 
     outputs: dict[str, Any]
     shared_layers: list[keras.layers.Layer] = dataclasses.field(default_factory=list)
     representation: keras.layers.Layer | None = None
+    columnwise: list[keras.layers.Layer] = dataclasses.field(default_factory=list)
+    loss_free: tuple[str, ...] = ()
 
 
 GraphFn = Callable[..., Graph]
@@ -107,6 +121,21 @@ def tower(task: Task, units: Sequence[int], *, dropout: float = 0.0, prefix: str
     )
 
 
+def float32_output(x: Any, task_name: str, *, prefix: str = "") -> Any:
+    """The final layer of task ``task_name``'s output: an identity computed in float32.
+
+    Under a mixed policy the layers before it return the compute dtype (float16); this layer's own
+    ``dtype="float32"`` casts its input, so every head output, loss and probability is float32. It has no
+    variables; under a float32 policy it changes nothing.
+    """
+    return keras.layers.Activation("linear", dtype="float32", name=f"{prefix}output_{task_name}")(x)
+
+
+def task_output(task: Task, x: Any, units: Sequence[int], *, dropout: float = 0.0, prefix: str = "") -> Any:
+    """Task ``task``'s output on ``x``: its :func:`tower`, then :func:`float32_output`."""
+    return float32_output(tower(task, units, dropout=dropout, prefix=prefix)(x), task.name, prefix=prefix)
+
+
 def build_model(
     graph_fn: GraphFn,
     tasks: Any,
@@ -116,10 +145,14 @@ def build_model(
     balancer: Any = None,
     **options: Any,
 ) -> MultiTaskModel:
-    """make_inputs → graph → MultiTaskModel recording its shared layers and representation layer."""
+    """make_inputs → graph → MultiTaskModel recording its shared layers (checked against the graph, see
+    :func:`~mtl_keras.builders.sharing.check_shared_layers`) and representation layer."""
     task_list = as_tasks(tasks)
     model_inputs, features = make_inputs(inputs)
     graph = graph_fn(task_list, features, prefix="", **options)
+    check_shared_layers(
+        graph.shared_layers, graph.outputs, columnwise=graph.columnwise, loss_free=graph.loss_free
+    )
     return MultiTaskModel(
         model_inputs,
         graph.outputs,

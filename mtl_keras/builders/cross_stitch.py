@@ -1,4 +1,8 @@
-"""Cross-stitch networks (Misra et al., CVPR 2016): task columns mixed by learned α after chosen blocks."""
+"""Cross-stitch networks (Misra et al., CVPR 2016): task columns mixed by learned α after chosen blocks.
+
+The one implementation of stitched columns: with ``num_subspaces`` and ``layer_stitch=True`` it is a sluice
+network (:func:`~mtl_keras.builders.sluice.sluice`).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,11 @@ from mtl_keras.builders._common import (
     check_blocks,
     flatten,
     make_block,
-    tower,
+    task_output,
 )
-from mtl_keras.layers._checks import check_positive_ints
+from mtl_keras.layers._checks import check_positive_int, check_positive_ints
 from mtl_keras.layers.cross_stitch import CrossStitch
+from mtl_keras.layers.sluice import LayerStitch
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import Task
 
@@ -104,9 +109,12 @@ def graph(
     activation: str = "relu",
     lr_multiplier: float = 10.0,
     dropout: float = 0.0,
+    num_subspaces: int = 1,
+    layer_stitch: bool = False,
 ) -> Graph:
     block_list = check_blocks(blocks, "blocks", non_empty=True)
     stitches = check_stitch_after(stitch_after, len(block_list))
+    num_subspaces = check_positive_int(num_subspaces, "num_subspaces")
     tower_units = check_positive_ints(tower_units, "tower_units")
     per_depth, shared = stitched_columns(
         tasks,
@@ -116,11 +124,24 @@ def graph(
         stitch_after=stitches,
         activation=activation,
         lr_multiplier=lr_multiplier,
+        num_subspaces=num_subspaces,
     )
+    if layer_stitch:
+        shapes = [tuple(outputs[0].shape[1:]) for outputs in per_depth]
+        if any(shape != shapes[0] for shape in shapes):
+            raise ValueError(
+                "Expected every block of a sluice network to output the same shape (the layer-stitch unit "
+                f"sums them). Received: blocks={list(blocks)!r} with output shapes {shapes}"
+            )
     outputs = {}
-    for task, h in zip(tasks, per_depth[-1], strict=True):
+    for i, task in enumerate(tasks):
+        h = per_depth[-1][i]
+        if layer_stitch:
+            h = LayerStitch(len(block_list), name=f"{prefix}{task.name}_layer_stitch")(
+                [outputs_k[i] for outputs_k in per_depth]
+            )
         h = flatten(h, f"{prefix}{task.name}_tower_flatten")
-        outputs[task.name] = tower(task, tower_units, dropout=dropout, prefix=prefix)(h)
+        outputs[task.name] = task_output(task, h, tower_units, dropout=dropout, prefix=prefix)
     return Graph(outputs=outputs, shared_layers=shared, representation=None)
 
 
@@ -134,6 +155,8 @@ def cross_stitch(
     activation: str = "relu",
     lr_multiplier: float = 10.0,
     dropout: float = 0.0,
+    num_subspaces: int = 1,
+    layer_stitch: bool = False,
     balancer: Any = None,
     name: str = "cross_stitch",
 ) -> MultiTaskModel:
@@ -155,6 +178,12 @@ def cross_stitch(
         lr_multiplier: how much faster the α matrices learn: m× with Adam-like optimizers, m²× with SGD
             (see :class:`~mtl_keras.layers.cross_stitch.CrossStitch`).
         dropout: dropout in the towers.
+        num_subspaces: G: every unit splits each column's activations into G equal parts along the last
+            axis and mixes the T·G parts (Ruder et al.'s subspaces); 1 (default) mixes whole columns.
+        layer_stitch: each task's tower reads a learned mix (a
+            :class:`~mtl_keras.layers.sluice.LayerStitch`) of its column's outputs at every depth instead
+            of the last one; every block must then output the same shape. With ``num_subspaces`` this is
+            a sluice network (:func:`~mtl_keras.builders.sluice.sluice`).
         balancer: default balancer used by ``compile``.
         name: model name.
 
@@ -176,4 +205,6 @@ def cross_stitch(
         activation=activation,
         lr_multiplier=lr_multiplier,
         dropout=dropout,
+        num_subspaces=num_subspaces,
+        layer_stitch=layer_stitch,
     )

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from mtl_keras._registry import suggest
-from mtl_keras.builders._common import Graph, build_model, flatten, tower
+from mtl_keras.builders._common import Graph, build_model, flatten, float32_output, tower
 from mtl_keras.layers._checks import check_positive_ints, check_rate
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import Task
@@ -156,10 +156,18 @@ def graph(
         h = layer(h)
         bottom.append(layer)
     ctr_tower = tower(by_name[ctr], tower_units, dropout=dropout, prefix=prefix)
-    p_ctr = ctr_tower(h)
-    p_cvr = tower(by_name[cvr], tower_units, dropout=dropout, prefix=prefix)(h)
-    p_ctcvr = keras.layers.Multiply(name=f"{prefix}product_{ctcvr}")([p_ctr, p_cvr])
-    return Graph(outputs={ctr: p_ctr, cvr: p_cvr, ctcvr: p_ctcvr}, shared_layers=[*bottom, ctr_tower])
+    p_ctr = float32_output(ctr_tower(h), ctr, prefix=prefix)
+    p_cvr = float32_output(
+        tower(by_name[cvr], tower_units, dropout=dropout, prefix=prefix)(h), cvr, prefix=prefix
+    )
+    product = keras.layers.Multiply(name=f"{prefix}product_{ctcvr}")([p_ctr, p_cvr])
+    p_ctcvr = float32_output(product, ctcvr, prefix=prefix)
+    # The CVR output has no loss (its labels are NaN): it makes nothing shared.
+    return Graph(
+        outputs={ctr: p_ctr, cvr: p_cvr, ctcvr: p_ctcvr},
+        shared_layers=[*bottom, ctr_tower],
+        loss_free=(cvr,),
+    )
 
 
 def esmm(

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mtl_keras.builders._common import Block, Graph, apply_block, build_model, check_blocks, make_block, tower
+from mtl_keras.builders._common import (
+    Block,
+    Graph,
+    apply_block,
+    build_model,
+    check_blocks,
+    make_block,
+    task_output,
+)
 from mtl_keras.layers._checks import check_positive_ints
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import Task
@@ -42,7 +50,7 @@ def graph(
         for i in range(depth, len(blocks)):
             layer = make_block(blocks[i], activation=activation, name=f"{prefix}{task.name}_block_{i}")
             h = apply_block(layer, h, flatten_name=f"{prefix}{task.name}_flatten_{i}")
-        outputs[task.name] = tower(task, tower_units, dropout=dropout, prefix=prefix)(h)
+        outputs[task.name] = task_output(task, h, tower_units, dropout=dropout, prefix=prefix)
     return Graph(outputs=outputs, shared_layers=shared, representation=shared[-1] if shared else None)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mtl_keras.builders._common import Graph, build_model, flatten, tower
+from mtl_keras.builders._common import Graph, build_model, flatten, task_output
 from mtl_keras.layers._checks import check_positive_ints
 from mtl_keras.layers.mixture_of_experts import Experts, Gate, GatedMixture
 from mtl_keras.model import MultiTaskModel
@@ -38,7 +38,7 @@ def graph(
             mixed = GatedMixture(name=f"{prefix}mixture_{task.name}")([expert_outputs, gate(x)])
         else:
             mixed = shared_mix
-        outputs[task.name] = tower(task, tower_units, dropout=dropout, prefix=prefix)(mixed)
+        outputs[task.name] = task_output(task, mixed, tower_units, dropout=dropout, prefix=prefix)
     # MMoE's shared representation is the experts' outputs (the gates are task-specific). OMoE's single
     # gate is shared too, so its representation is the mixture all towers read.
     representation = experts if mix_layer is None else mix_layer
@@ -53,6 +53,7 @@ def mmoe(
     expert_units: Sequence[int] = (16,),
     tower_units: Sequence[int] = (8,),
     dropout: float = 0.0,
+    one_gate: bool = False,
     balancer: Any = None,
     name: str = "mmoe",
 ) -> MultiTaskModel:
@@ -60,6 +61,8 @@ def mmoe(
 
     Defaults are the MMoE paper's synthetic-data sizes (8 experts × 16 ReLU units, 8-unit towers). The shared
     representation (for ``level="rep"`` balancers) is the stacked expert outputs (batch, experts, units).
+    ``one_gate=True`` is OMoE (:func:`omoe`): one gate shared by all tasks, whose mixture every tower reads
+    (then the gate is shared too, and the representation is that mixture).
     """
     return build_model(
         graph,
@@ -71,6 +74,7 @@ def mmoe(
         expert_units=expert_units,
         tower_units=tower_units,
         dropout=dropout,
+        one_gate=one_gate,
     )
 
 
@@ -85,16 +89,15 @@ def omoe(
     balancer: Any = None,
     name: str = "omoe",
 ) -> MultiTaskModel:
-    """OMoE: MMoE with one gate shared by all tasks (so every tower reads the same mixture)."""
-    return build_model(
-        graph,
+    """OMoE: :func:`mmoe` with one gate shared by all tasks (so every tower reads the same mixture)."""
+    return mmoe(
         tasks,
         inputs,
-        name=name,
-        balancer=balancer,
         num_experts=num_experts,
         expert_units=expert_units,
         tower_units=tower_units,
         dropout=dropout,
         one_gate=True,
+        balancer=balancer,
+        name=name,
     )

@@ -25,7 +25,7 @@ from typing import Any
 
 import keras
 
-from mtl_keras.builders._common import Graph, build_model, flatten, tower
+from mtl_keras.builders._common import Graph, build_model, flatten, task_output
 from mtl_keras.layers._checks import check_positive_int, check_positive_ints, check_rate
 from mtl_keras.layers.mixture_of_experts import ConcatExperts, Experts, Gate, GatedMixture
 from mtl_keras.model import MultiTaskModel
@@ -85,7 +85,7 @@ def graph(
         task_inputs = next_task_inputs
 
     outputs = {
-        task.name: tower(task, tower_units, dropout=dropout, prefix=prefix)(task_inputs[task.name])
+        task.name: task_output(task, task_inputs[task.name], tower_units, dropout=dropout, prefix=prefix)
         for task in tasks
     }
     if len(tasks) < 2:
@@ -96,50 +96,6 @@ def graph(
     # separates them from the losses: no representation, use level="param" balancers.
     representation = shared_experts if num_levels == 1 else None
     return Graph(outputs=outputs, shared_layers=shared_layers, representation=representation)
-
-
-def cgc(
-    tasks: Any,
-    inputs: Any,
-    *,
-    num_shared_experts: int = 2,
-    num_task_experts: int = 2,
-    expert_units: Sequence[int] = (16,),
-    tower_units: Sequence[int] = (8,),
-    dropout: float = 0.0,
-    balancer: Any = None,
-    name: str = "cgc",
-) -> MultiTaskModel:
-    """Customized Gate Control (Tang et al., RecSys 2020): one PLE extraction level, then one tower per task.
-
-    Args:
-        tasks: the tasks (``Task`` objects, names, or config dicts).
-        inputs: an input size, a shape, :class:`~mtl_keras.builders.inputs.RawFeatures` or keras inputs.
-        num_shared_experts: experts every task's gate can choose.
-        num_task_experts: experts of each task, chosen only by that task's gate.
-        expert_units: hidden sizes of every expert (ReLU MLPs; the last one is the expert output width).
-        tower_units: hidden sizes of each task's tower, before its output layer.
-        dropout: dropout in the towers.
-        balancer: default balancer used by ``compile``.
-        name: model name.
-
-    Layers are named ``shared_experts``, ``experts_<task>``, ``gate_<task>``, ``tower_<task>``. The shared
-    layer is ``shared_experts``; the shared representation (for ``level="rep"`` balancers) is its output,
-    the stacked shared expert outputs (batch, num_shared_experts, expert_units[-1]).
-    """
-    return build_model(
-        graph,
-        tasks,
-        inputs,
-        name=name,
-        balancer=balancer,
-        num_levels=1,
-        num_shared_experts=num_shared_experts,
-        num_task_experts=num_task_experts,
-        expert_units=expert_units,
-        tower_units=tower_units,
-        dropout=dropout,
-    )
 
 
 def ple(
@@ -193,4 +149,47 @@ def ple(
         expert_units=expert_units,
         tower_units=tower_units,
         dropout=dropout,
+    )
+
+
+def cgc(
+    tasks: Any,
+    inputs: Any,
+    *,
+    num_shared_experts: int = 2,
+    num_task_experts: int = 2,
+    expert_units: Sequence[int] = (16,),
+    tower_units: Sequence[int] = (8,),
+    dropout: float = 0.0,
+    balancer: Any = None,
+    name: str = "cgc",
+) -> MultiTaskModel:
+    """Customized Gate Control (Tang et al., RecSys 2020): :func:`ple` with one extraction level.
+
+    Args:
+        tasks: the tasks (``Task`` objects, names, or config dicts).
+        inputs: an input size, a shape, :class:`~mtl_keras.builders.inputs.RawFeatures` or keras inputs.
+        num_shared_experts: experts every task's gate can choose.
+        num_task_experts: experts of each task, chosen only by that task's gate.
+        expert_units: hidden sizes of every expert (ReLU MLPs; the last one is the expert output width).
+        tower_units: hidden sizes of each task's tower, before its output layer.
+        dropout: dropout in the towers.
+        balancer: default balancer used by ``compile``.
+        name: model name.
+
+    Layers are named ``shared_experts``, ``experts_<task>``, ``gate_<task>``, ``tower_<task>``. The shared
+    layer is ``shared_experts``; the shared representation (for ``level="rep"`` balancers) is its output,
+    the stacked shared expert outputs (batch, num_shared_experts, expert_units[-1]).
+    """
+    return ple(
+        tasks,
+        inputs,
+        num_levels=1,
+        num_shared_experts=num_shared_experts,
+        num_task_experts=num_task_experts,
+        expert_units=expert_units,
+        tower_units=tower_units,
+        dropout=dropout,
+        balancer=balancer,
+        name=name,
     )

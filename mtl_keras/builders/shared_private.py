@@ -12,7 +12,7 @@ from typing import Any
 
 import keras
 
-from mtl_keras.builders._common import Graph, build_model, flatten, tower
+from mtl_keras.builders._common import Graph, build_model, flatten, task_output
 from mtl_keras.layers._checks import check_positive_ints
 from mtl_keras.layers.orthogonality import OrthogonalityPenalty
 from mtl_keras.model import MultiTaskModel
@@ -50,7 +50,7 @@ def graph(
                 width, activation=activation, name=f"{prefix}{task.name}_private_{k}"
             )(private)
         joined = OrthogonalityPenalty(strength, name=f"{prefix}{task.name}_orthogonality")([shared, private])
-        outputs[task.name] = tower(task, tower_units, dropout=dropout, prefix=prefix)(joined)
+        outputs[task.name] = task_output(task, joined, tower_units, dropout=dropout, prefix=prefix)
     return Graph(outputs=outputs, shared_layers=shared_layers, representation=shared_layers[-1])
 
 

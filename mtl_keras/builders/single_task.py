@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mtl_keras.builders._common import Graph
+from mtl_keras.builders.architectures import lookup
 from mtl_keras.builders.inputs import make_inputs
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import as_tasks
@@ -35,13 +36,11 @@ def single_task(
 
     The result has no shared layers, so gradient aggregators are refused by ``compile``.
     """
-    from mtl_keras.builders.catalog import graph_for
-
-    graph_fn, fixed = graph_for(architecture)
+    column = lookup(architecture)
     task_list = as_tasks(tasks)
     model_inputs, features = make_inputs(inputs)
     outputs: dict[str, Any] = {}
     for task in task_list:
-        graph: Graph = graph_fn([task], features, prefix=f"{task.name}__", **fixed, **options)
+        graph: Graph = column.graph([task], features, prefix=f"{task.name}__", **column.fixed, **options)
         outputs.update(graph.outputs)
     return MultiTaskModel(model_inputs, outputs, tasks=task_list, name=name)

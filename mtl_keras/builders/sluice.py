@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mtl_keras.builders._common import Block, Graph, build_model, check_blocks, flatten, tower
-from mtl_keras.builders.cross_stitch import stitched_columns
-from mtl_keras.layers._checks import check_positive_int, check_positive_ints
-from mtl_keras.layers.sluice import LayerStitch
+from mtl_keras.builders._common import Block, Graph
+from mtl_keras.builders.cross_stitch import cross_stitch
+from mtl_keras.builders.cross_stitch import graph as cross_stitch_graph
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import Task
 
@@ -25,33 +24,19 @@ def graph(
     lr_multiplier: float = 10.0,
     dropout: float = 0.0,
 ) -> Graph:
-    block_list = check_blocks(blocks, "blocks", non_empty=True)
-    num_subspaces = check_positive_int(num_subspaces, "num_subspaces")
-    tower_units = check_positive_ints(tower_units, "tower_units")
-    per_depth, shared = stitched_columns(
+    """The cross-stitch graph with a unit after every block, ``num_subspaces`` and layer stitches."""
+    return cross_stitch_graph(
         tasks,
         features,
         prefix=prefix,
-        blocks=block_list,
-        stitch_after=list(range(len(block_list))),
+        blocks=blocks,
+        num_subspaces=num_subspaces,
+        tower_units=tower_units,
         activation=activation,
         lr_multiplier=lr_multiplier,
-        num_subspaces=num_subspaces,
+        dropout=dropout,
+        layer_stitch=True,
     )
-    shapes = [tuple(outputs[0].shape[1:]) for outputs in per_depth]
-    if any(shape != shapes[0] for shape in shapes):
-        raise ValueError(
-            "Expected every block of a sluice network to output the same shape (the layer-stitch unit sums "
-            f"them). Received: blocks={list(blocks)!r} with output shapes {shapes}"
-        )
-    outputs = {}
-    for i, task in enumerate(tasks):
-        mixed = LayerStitch(len(block_list), name=f"{prefix}{task.name}_layer_stitch")(
-            [outputs_k[i] for outputs_k in per_depth]
-        )
-        h = flatten(mixed, f"{prefix}{task.name}_tower_flatten")
-        outputs[task.name] = tower(task, tower_units, dropout=dropout, prefix=prefix)(h)
-    return Graph(outputs=outputs, shared_layers=shared, representation=None)
 
 
 def sluice(
@@ -94,18 +79,19 @@ def sluice(
 
     Shared layers are the cross-stitch units and every column block (each block precedes a unit); the β
     units are task-specific. No shared representation, for the reason given in
-    :func:`~mtl_keras.builders.cross_stitch.cross_stitch`.
+    :func:`~mtl_keras.builders.cross_stitch.cross_stitch`, of which this is the variant with
+    ``num_subspaces`` and ``layer_stitch=True``.
     """
-    return build_model(
-        graph,
+    return cross_stitch(
         tasks,
         inputs,
-        name=name,
-        balancer=balancer,
         blocks=blocks,
         num_subspaces=num_subspaces,
         tower_units=tower_units,
         activation=activation,
         lr_multiplier=lr_multiplier,
         dropout=dropout,
+        layer_stitch=True,
+        balancer=balancer,
+        name=name,
     )

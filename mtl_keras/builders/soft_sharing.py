@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mtl_keras.builders._common import Graph, build_model, flatten, tower
+from mtl_keras.builders._common import Graph, build_model, flatten, task_output
 from mtl_keras.layers._checks import check_positive_ints
 from mtl_keras.layers.soft_sharing import SoftSharedDense
 from mtl_keras.model import MultiTaskModel
@@ -26,15 +26,20 @@ def graph(
     units = check_positive_ints(units, "units", allow_empty=False)
     tower_units = check_positive_ints(tower_units, "tower_units")
     columns: Any = flatten(features, f"{prefix}flatten")
-    for k, width in enumerate(units):
-        columns = SoftSharedDense(
+    layers = [
+        SoftSharedDense(
             width, len(tasks), strength=strength, activation=activation, name=f"{prefix}soft_shared_{k}"
-        )(columns)
+        )
+        for k, width in enumerate(units)
+    ]
+    for layer in layers:
+        columns = layer(columns)
     outputs = {
-        task.name: tower(task, tower_units, dropout=dropout, prefix=prefix)(h)
+        task.name: task_output(task, h, tower_units, dropout=dropout, prefix=prefix)
         for task, h in zip(tasks, columns, strict=True)
     }
-    return Graph(outputs=outputs, shared_layers=[], representation=None)
+    # Column k of every SoftSharedDense has its own kernel: nothing is shared.
+    return Graph(outputs=outputs, shared_layers=[], representation=None, columnwise=layers)
 
 
 def soft_sharing(
