@@ -27,9 +27,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import argparse
-import json
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -43,6 +40,9 @@ from mtl_keras.data import MultiTaskDataset, load_census
 from mtl_keras.data.pipeline import to_dataset
 from mtl_keras.evaluation.delta_m import delta_m_multi
 from mtl_keras.experiments.train import model_inputs_spec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `_common`, however this file is loaded
+import _common
 
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "hard_sharing": {"trunk": (64, 32), "tower_units": (16,)},
@@ -81,11 +81,6 @@ def train_one(
         "train_seconds": seconds,
         "params": int(model.count_params()),
     }
-
-
-def mean_std(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
 
 
 def configurations(args: argparse.Namespace) -> list[tuple[str, str | None]]:
@@ -129,12 +124,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "architecture": architecture,
             "balancer": balancer,
             "params": rows[0]["params"],
-            "train_seconds": mean_std([r["train_seconds"] for r in rows]),
+            "train_seconds": _common.mean_std([r["train_seconds"] for r in rows]),
         }
         for t in TASKS:
             for m in METRICS:
-                entry[f"{t}_{m}"] = mean_std([r["metrics"][t][m] for r in rows])
-        entry["delta_m"] = mean_std([r["delta_m"] for r in rows]) if balancer is not None else None
+                entry[f"{t}_{m}"] = _common.mean_std([r["metrics"][t][m] for r in rows])
+        entry["delta_m"] = _common.mean_std([r["delta_m"] for r in rows]) if balancer is not None else None
         summary[label(architecture, balancer)] = entry
     return {
         "benchmark": "census_table",
@@ -147,7 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "max_rows": args.max_rows,
             "architectures": {a: ARCHITECTURES[a] for a in args.architectures},
         },
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "machine": _common.machine(),
         "wall_seconds": time.perf_counter() - start,
         "summary": summary,
         "runs": runs,
@@ -155,18 +150,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _pm(s: dict[str, float], scale: float = 1.0, digits: int = 4) -> str:
-    return f"{scale * s['mean']:.{digits}f} ± {scale * s['std']:.{digits}f}"
+    return _common.plus_minus(s, scale, digits)
 
 
 def to_markdown(result: dict[str, Any]) -> str:
     s = result["settings"]
     lines = [
-        "# Census task pair (UCI Adult): hard sharing, MMoE, PLE vs single-task",
-        "",
-        "```",
-        result["command"],
-        "```",
-        "",
+        *_common.markdown_head(
+            "# Census task pair (UCI Adult): hard sharing, MMoE, PLE vs single-task", result["command"]
+        ),
         f"Seeds {s['seeds']}; Adam lr {s['learning_rate']}, batch {s['batch_size']}, {s['epochs']} epochs, "
         "no early stopping; Adult test split. Mean ± std over seeds. Δm % > 0: better than the single-task "
         "version of the same architecture (AUC and accuracy averaged per task, then over tasks). "
@@ -186,10 +178,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _common.pyplot()
 
     rows = [(k, e) for k, e in result["summary"].items() if e["delta_m"] is not None]
     figure, ax = plt.subplots(figsize=(max(5, 1.1 * len(rows)), 3.8))
@@ -200,27 +189,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_xticklabels([k for k, _ in rows], rotation=30, ha="right")
     ax.set_ylabel("Δm % vs single-task (+ = MTL better)")
     ax.set_title(f"Census task pair, {len(result['settings']['seeds'])} seeds")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def write(result: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2))
-    (out / "results.md").write_text(to_markdown(result))
-    plot(result, out / "delta_m.png")
-
-
-def command_line(argv: list[str] | None) -> str:
-    """The command that reproduces this run, as written at the top of the Markdown."""
-    return "python " + shlex.join(
-        [f"benchmarks/{Path(__file__).name}", *(sys.argv[1:] if argv is None else argv)]
-    )
+    _common.save_figure(figure, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/census_table"))
     parser.add_argument(
         "--architectures", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES)
@@ -239,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rows", type=int, default=None, help="read at most this many rows per file")
     parser.add_argument("--quick", action="store_true", help="hard sharing only, 2,000 rows, 1 seed, 1 epoch")
     args = parser.parse_args(argv)
-    args.command = command_line(argv)
+    args.command = _common.command_line(__file__, argv)
     if args.quick:
         args.architectures, args.extra, args.seeds, args.epochs, args.max_rows = (
             ["hard_sharing"],
@@ -248,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             1,
             2000,
         )
-    write(run(args), args.out)
+    _common.write_results(run(args), args.out, to_markdown, plot, "delta_m.png")
     print(f"wrote {args.out}/results.md", flush=True)
     return 0
 

@@ -12,10 +12,8 @@ median latency per call over ``--calls`` calls after ``--warmup`` calls, for eac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -31,12 +29,15 @@ from mtl_keras import Task
 from mtl_keras.builders import mmoe
 from mtl_keras.export import export_for_serving
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `_common`, however this file is loaded
+import _common
+
 
 def _parameters(function: Any) -> int:
     return int(sum(np.prod(v.shape) for v in function.variables))
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any]:
     tasks = [Task(f"task_{i}", "binary") for i in range(args.tasks)]
     model = mmoe(
         tasks,
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
     return {
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": _common.command_line(__file__, argv),
         "config": {
             "architecture": "mmoe",
             "input_dim": args.input_dim,
@@ -90,14 +91,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "warmup": args.warmup,
         },
         "parameters": {name: _parameters(f) for name, f in functions.items()},
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-        },
+        "machine": _common.machine(
+            processor=platform.processor() or platform.machine(),
+            cpu_count=os.cpu_count(),
+            gpus=[d.name for d in tf.config.list_physical_devices("GPU")],
+            tensorflow=tf.__version__,
+        ),
         "results": results,
     }
 
@@ -106,12 +105,9 @@ def markdown(report: dict[str, Any]) -> str:
     config = report["config"]
     names = list(report["results"][0]["median_ms"])
     lines = [
-        "# `predict_<task>` vs `serving_default` (loaded SavedModel, same process)",
-        "",
-        "```",
-        report["command"],
-        "```",
-        "",
+        *_common.markdown_head(
+            "# `predict_<task>` vs `serving_default` (loaded SavedModel, same process)", report["command"]
+        ),
         f"MMoE: {config['experts']} experts × {config['expert_units']} units, "
         f"towers {tuple(config['towers'])}, {config['tasks']} binary tasks, {config['input_dim']} input "
         f"features. Median latency per call over {config['calls']} calls after {config['warmup']} warm-up "
@@ -141,7 +137,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--experts", type=int, default=8)
     parser.add_argument("--expert-units", type=int, default=64)
     parser.add_argument("--towers", type=int, nargs="+", default=[512, 512])
@@ -150,19 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 256])
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--markdown", default=None, help="write a Markdown table here")
+    _common.report_arguments(parser)
     args = parser.parse_args(argv)
     if args.calls < 200:
         parser.error("--calls must be at least 200")
-    report = run(args)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(markdown(report), encoding="utf-8")
-    sys.stdout.write(markdown(report))
+    _common.write_report(run(args, argv), markdown, args.json, args.markdown)
     return 0
 
 

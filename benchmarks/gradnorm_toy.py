@@ -30,9 +30,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import argparse
-import json
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -44,6 +41,9 @@ import numpy as np
 from mtl_keras.balancers import get as get_balancer
 from mtl_keras.builders import hard_sharing
 from mtl_keras.data import gradnorm_toy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `_common`, however this file is loaded
+import _common
 
 ALPHAS = (0.12, 1.5)
 
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "tasks": args.tasks,
             "T10_sigmas": "uniform on [1, 100], sorted",
         },
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "machine": _common.machine(),
         "wall_seconds": time.perf_counter() - start,
         "runs": runs,
     }
@@ -146,12 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def to_markdown(result: dict[str, Any]) -> str:
     s = result["settings"]
     lines = [
-        "# GradNorm toy: task-weight trajectories",
-        "",
-        "```",
-        result["command"],
-        "```",
-        "",
+        *_common.markdown_head("# GradNorm toy: task-weight trajectories", result["command"]),
         f"4 × 100 ReLU shared trunk, linear 100-unit heads, Adam lr {s['learning_rate']}, batch {s['batch_size']}, "
         f"{s['epochs']} epochs of {s['n_train']} examples, data seed {s['seed']}; T = 10 scales σ_i "
         f"{s['T10_sigmas']} (seed {s['sigma_seed']}; our choice). Wall time {result['wall_seconds']:.0f} s.",
@@ -172,10 +167,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _common.pyplot()
 
     runs = result["runs"]
     figure, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.8), squeeze=False)
@@ -189,27 +181,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("w_i")
         ax.set_title(f"T={r['num_tasks']}, α={r['alpha']}")
         ax.legend(fontsize=6, ncol=2 if r["num_tasks"] > 4 else 1)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def write(result: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result))
-    (out / "results.md").write_text(to_markdown(result))
-    plot(result, out / "weights.png")
-
-
-def command_line(argv: list[str] | None) -> str:
-    """The command that reproduces this run, as written at the top of the Markdown."""
-    return "python " + shlex.join(
-        [f"benchmarks/{Path(__file__).name}", *(sys.argv[1:] if argv is None else argv)]
-    )
+    _common.save_figure(figure, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gradnorm_toy"))
     parser.add_argument("--tasks", type=int, nargs="+", default=[2, 10])
     parser.add_argument("--epochs", type=int, default=10)
@@ -221,10 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record-every", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="T = 2 only, 2,000 examples, 1 epoch")
     args = parser.parse_args(argv)
-    args.command = command_line(argv)
+    args.command = _common.command_line(__file__, argv)
     if args.quick:
         args.tasks, args.epochs, args.n_train = [2], 1, 2_000
-    write(run(args), args.out)
+    _common.write_results(run(args), args.out, to_markdown, plot, "weights.png", indent=None)
     print(f"wrote {args.out}/results.md", flush=True)
     return 0
 

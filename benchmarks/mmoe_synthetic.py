@@ -29,8 +29,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import argparse
 import itertools
 import json
-import platform
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -43,6 +41,9 @@ import numpy as np
 from mtl_keras.builders import hard_sharing, mmoe, omoe
 from mtl_keras.data import MultiTaskDataset, synthetic_mmoe
 from mtl_keras.model import MultiTaskModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `_common`, however this file is loaded
+import _common
 
 #: The label correlations the paper reports for p = 0, 0.5, 0.9, 1.0 (REFERENCE.md).
 PAPER_CORRELATION = {0.0: 0.00, 0.5: 0.22, 0.9: 0.46, 1.0: 1.00}
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
                 )
         result = assemble(args, runs, correlations, params, time.perf_counter() - start)
         if out is not None:
-            write(result, out)
+            _common.write_results(result, out, to_markdown, plot, "test_loss_vs_p.png")
     return result
 
 
@@ -164,7 +165,7 @@ def assemble(
             "sin_params": args.sin_params,
             "params": params,
         },
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "machine": _common.machine(),
         "wall_seconds": seconds,
         "summary": summary,
         "claims": claims(summary, args.p),
@@ -232,12 +233,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     ps = settings["p"]
     digits = 4
     lines = [
-        "# MMoE synthetic data: shared bottom vs OMoE vs MMoE",
-        "",
-        "```",
-        result["command"],
-        "```",
-        "",
+        *_common.markdown_head("# MMoE synthetic data: shared bottom vs OMoE vs MMoE", result["command"]),
         f"Seeds {settings['seeds'][0]}–{settings['seeds'][-1]} ({len(settings['seeds'])} per p"
         + (
             f", of {settings['seeds_requested']} requested"
@@ -328,10 +324,7 @@ def _yes(value: bool) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _common.pyplot()
 
     ps = result["settings"]["p"]
     figure, ax = plt.subplots(figsize=(7, 4.2))
@@ -367,27 +360,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     n = len(result["settings"]["seeds"])
     ax.set_title(f"MMoE synthetic data, {n} seeds (box: IQR, whiskers: min/max)")
     ax.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def write(result: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2))
-    (out / "results.md").write_text(to_markdown(result))
-    plot(result, out / "test_loss_vs_p.png")
-
-
-def command_line(argv: list[str] | None) -> str:
-    """The command that reproduces this run, as written at the top of the Markdown."""
-    return "python " + shlex.join(
-        [f"benchmarks/{Path(__file__).name}", *(sys.argv[1:] if argv is None else argv)]
-    )
+    _common.save_figure(figure, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mmoe_synthetic"))
     parser.add_argument("--p", type=float, nargs="+", default=[0.0, 0.5, 0.9, 1.0])
     parser.add_argument("--seeds", type=int, default=20)
@@ -410,9 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         result = json.loads(args.render.read_text())
         result["claims"] = claims(result["summary"], result["settings"]["p"])
         result["paired"] = paired(result["runs"], result["settings"]["p"])
-        write(result, args.out)
+        _common.write_results(result, args.out, to_markdown, plot, "test_loss_vs_p.png")
         return 0
-    args.command = command_line(argv)
+    args.command = _common.command_line(__file__, argv)
     if args.quick:
         args.p, args.seeds, args.epochs, args.n_train, args.n_test = [0.0, 1.0], 1, 1, 500, 200
     run(args, args.out)

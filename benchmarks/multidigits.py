@@ -27,9 +27,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import argparse
-import json
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -42,6 +39,9 @@ from mtl_keras.builders import hard_sharing, single_task
 from mtl_keras.data import MultiTaskDataset, multidigits
 from mtl_keras.evaluation import delta_m
 from mtl_keras.model import MultiTaskModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `_common`, however this file is loaded
+import _common
 
 SINGLE = "single_task"
 #: Row label -> the ``balancer=`` given to ``compile`` (None: the single-task model).
@@ -125,11 +125,6 @@ def train_one(method: str, dataset: MultiTaskDataset, seed: int, args: argparse.
     }
 
 
-def mean_std(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     runs: list[dict[str, Any]] = []
@@ -153,12 +148,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for method in args.methods:
         rows = [r for r in runs if r["method"] == method]
         summary[method] = {
-            "left": mean_std([r["accuracy"]["left"] for r in rows]),
-            "right": mean_std([r["accuracy"]["right"] for r in rows]),
-            "delta_m": mean_std([r["delta_m"] for r in rows if "delta_m" in r])
+            "left": _common.mean_std([r["accuracy"]["left"] for r in rows]),
+            "right": _common.mean_std([r["accuracy"]["right"] for r in rows]),
+            "delta_m": _common.mean_std([r["delta_m"] for r in rows if "delta_m" in r])
             if SINGLE in args.methods
             else None,
-            "ms_per_step": mean_std([r["ms_per_step"] for r in rows]),
+            "ms_per_step": _common.mean_std([r["ms_per_step"] for r in rows]),
             "params": rows[0]["params"],
         }
     return {
@@ -174,11 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "learning_rate": args.lr,
             "model": "hard_sharing(trunk=[Conv2D(16, 3, same, relu), Dense 64], tower_units=(32,))",
         },
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": _common.machine(cpus=os.cpu_count()),
         "wall_seconds": time.perf_counter() - start,
         "summary": summary,
         "runs": runs,
@@ -186,18 +177,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _pm(s: dict[str, float], scale: float = 100.0, digits: int = 2) -> str:
-    return f"{scale * s['mean']:.{digits}f} ± {scale * s['std']:.{digits}f}"
+    return _common.plus_minus(s, scale, digits)
 
 
 def to_markdown(result: dict[str, Any]) -> str:
     s = result["settings"]
     lines = [
-        "# MultiDigits: accuracy per task, Δm vs single-task, step time",
-        "",
-        "```",
-        result["command"],
-        "```",
-        "",
+        *_common.markdown_head(
+            "# MultiDigits: accuracy per task, Δm vs single-task, step time", result["command"]
+        ),
         f"{s['data']}; {s['n_train']} train / {s['n_test']} test composites per seed. Model: {s['model']}. "
         f"Adam lr {s['learning_rate']}, batch {s['batch_size']}, {s['epochs']} epochs, no early stopping. "
         f"Seeds {s['seeds']} (data, initialisation and shuffling); mean ± std over seeds. Δm % > 0 means better "
@@ -219,10 +207,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _common.pyplot()
 
     methods = list(result["summary"])
     x = np.arange(len(methods))
@@ -238,27 +223,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("test accuracy %")
     ax.set_title(f"MultiDigits, {len(result['settings']['seeds'])} seeds (mean ± std)")
     ax.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def write(result: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2))
-    (out / "results.md").write_text(to_markdown(result))
-    plot(result, out / "accuracy.png")
-
-
-def command_line(argv: list[str] | None) -> str:
-    """The command that reproduces this run, as written at the top of the Markdown."""
-    return "python " + shlex.join(
-        [f"benchmarks/{Path(__file__).name}", *(sys.argv[1:] if argv is None else argv)]
-    )
+    _common.save_figure(figure, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/multidigits"))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", type=int, default=3)
@@ -270,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-test", type=int, default=2_000)
     parser.add_argument("--quick", action="store_true", help="single-task, static, pcgrad; 1 seed, 2 epochs")
     args = parser.parse_args(argv)
-    args.command = command_line(argv)
+    args.command = _common.command_line(__file__, argv)
     if args.quick:
         args.methods, args.seeds, args.epochs, args.n_train, args.n_test = (
             [SINGLE, "static", "pcgrad"],
@@ -281,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if SINGLE in args.methods:  # the baseline first, so Δm can be computed as the rows come
         args.methods = [SINGLE, *[m for m in args.methods if m != SINGLE]]
-    write(run(args), args.out)
+    _common.write_results(run(args), args.out, to_markdown, plot, "accuracy.png")
     print(f"wrote {args.out}/results.md", flush=True)
     return 0
 

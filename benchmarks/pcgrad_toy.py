@@ -29,9 +29,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import argparse
-import json
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -42,6 +39,9 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_keras.balancers import AGGREGATORS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `_common`, however this file is loaded
+import _common
 
 START = (0.5, -3.0)
 FLOOR = 5e-6
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": args.command,
         "settings": {"start": START, "steps": args.steps, "learning_rate": args.lr, "pcgrad_seed": args.seed},
         "stated_in_reference": STATED,
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "machine": _common.machine(),
         "wall_seconds": time.perf_counter() - start,
         "runs": runs,
     }
@@ -161,12 +161,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     s = result["settings"]
     adam, pcgrad = result["runs"]["sum"], result["runs"]["pcgrad"]
     lines = [
-        "# PCGrad 2-D escape toy: Adam vs PCGrad",
-        "",
-        "```",
-        result["command"],
-        "```",
-        "",
+        *_common.markdown_head("# PCGrad 2-D escape toy: Adam vs PCGrad", result["command"]),
         f"Start θ = {tuple(s['start'])}, Keras Adam lr {s['learning_rate']}, {s['steps']} steps, PCGrad from "
         f"`mtl_keras.balancers` (seed {s['pcgrad_seed']}). Wall time {result['wall_seconds']:.0f} s.",
         "",
@@ -192,10 +187,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _common.pyplot()
 
     runs = result["runs"]
     points = np.concatenate([np.asarray(r["theta"]) for r in runs.values()])
@@ -216,27 +208,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("θ2")
         ax.set_title(f"{title}, {result['settings']['steps']} steps")
     axes[0].legend(loc="lower left")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def write(result: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=1))
-    (out / "results.md").write_text(to_markdown(result))
-    plot(result, out / "trajectories.png")
-
-
-def command_line(argv: list[str] | None) -> str:
-    """The command that reproduces this run, as written at the top of the Markdown."""
-    return "python " + shlex.join(
-        [f"benchmarks/{Path(__file__).name}", *(sys.argv[1:] if argv is None else argv)]
-    )
+    _common.save_figure(figure, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pcgrad_toy"))
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--record-every", type=int, default=100)
@@ -244,10 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2,000 steps")
     args = parser.parse_args(argv)
-    args.command = command_line(argv)
+    args.command = _common.command_line(__file__, argv)
     if args.quick:
         args.steps, args.record_every = 2_000, 50
-    write(run(args), args.out)
+    _common.write_results(run(args), args.out, to_markdown, plot, "trajectories.png", indent=1)
     print(f"wrote {args.out}/results.md", flush=True)
     return 0
 

@@ -33,9 +33,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, as in the reference measurement
 
 import argparse
-import json
 import platform
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -56,6 +54,9 @@ import numpy as np  # noqa: E402
 
 from mtl_keras import Task, balancers  # noqa: E402
 from mtl_keras.builders import hard_sharing  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `_common`, however this file is loaded
+import _common  # noqa: E402
 
 EW = "static"
 INPUT_DIM = 64
@@ -166,7 +167,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any]:
     configs = select(all_configs(), args.only)
     batch = make_batch()
     load_start = os.getloadavg()
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "results": results,
         "meta": {
-            "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]),
+            "command": _common.command_line(__file__, argv),
             "problem": {
                 "builder": "hard_sharing",
                 "input_dim": INPUT_DIM,
@@ -240,9 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
             "load_average_start": list(load_start),
             "load_average_end": list(load_end),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
+            **_common.machine(tensorflow=tf.__version__),
             "keras": keras.__version__,
             "numpy": np.__version__,
             "quick": bool(args.quick),
@@ -254,12 +253,9 @@ def markdown(report: dict[str, Any]) -> str:
     meta = report["meta"]
     timing = meta["timing"]
     lines = [
-        "# Training-step time per balancer (ratio to the equal-weights step)",
-        "",
-        "```",
-        meta["command"],
-        "```",
-        "",
+        *_common.markdown_head(
+            "# Training-step time per balancer (ratio to the equal-weights step)", meta["command"]
+        ),
         'Problem (REFERENCE.md, "Cost of gradient methods"): input 64, shared Dense 256-256 ReLU trunk, three '
         "Dense(1) heads (2 × MSE, 1 × binary cross-entropy), batch 256, Adam(1e-3), no metrics.",
         f"Timed: `model.train_function([fixed batch])` + fetching the loss, {timing['timed_steps_per_config']} "
@@ -313,7 +309,7 @@ def _fmt_load(load: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--steps", type=int, default=300, help="timed steps per configuration (≥ 200)")
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds the steps are split into")
     parser.add_argument("--warmup", type=int, default=30, help="untimed steps after compiling")
@@ -322,21 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default=None, help="comma-separated keys, e.g. static,pcgrad,pcgrad@rep (EW is always run)"
     )
     parser.add_argument("--quick", action="store_true", help="few steps, for a smoke test")
-    parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--markdown", default=None, help="write a Markdown table here")
+    _common.report_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.rounds, args.warmup, args.settle = 6, 2, 2, 1
     elif args.steps < 200:
         parser.error("--steps must be at least 200 (use --quick for a smoke test)")
-    report = run(args)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(markdown(report), encoding="utf-8")
-    sys.stdout.write(markdown(report))
+    _common.write_report(run(args, argv), markdown, args.json, args.markdown)
     return 0
 
 

@@ -25,7 +25,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -34,19 +33,21 @@ from typing import Any
 
 import tensorflow as tf
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `_common`, however this file is loaded
+import _common
+
 INPUTS = 256
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--balancers", nargs="+", default=["static", "pcgrad"])
     parser.add_argument("--devices", type=int, nargs="+", help="device counts (default: 1, 2, 4, ... all)")
     parser.add_argument("--batch-per-replica", type=int, default=512)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--cpu-devices", type=int, help="split the CPU into this many devices (smoke test)")
-    parser.add_argument("--json", type=Path, help="write the results as JSON")
-    parser.add_argument("--markdown", type=Path, help="write the results as a Markdown table")
+    _common.report_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -119,7 +120,7 @@ def _measure(strategy: tf.distribute.Strategy, balancer: str, args: argparse.Nam
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any]:
     devices = _devices(args)
     if not devices:
         raise SystemExit(
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         one = next(r for r in rows if r["balancer"] == row["balancer"] and r["devices"] == 1)
         row["speed_up"] = row["examples_per_s"] / one["examples_per_s"] if one else None
     return {
-        "command": " ".join([sys.executable, *sys.argv]),
+        "command": _common.command_line(__file__, argv),
         "device_kind": "CPU (logical, smoke test)" if args.cpu_devices else "GPU",
         "devices": devices,
         "tensorflow": tf.__version__,
@@ -165,13 +166,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    results = run(args)
-    table = markdown(results)
-    sys.stdout.write(table)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    if args.markdown:
-        args.markdown.write_text(table)
+    _common.write_report(run(args, argv), markdown, args.json, args.markdown)
     return 0
 
 
