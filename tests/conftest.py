@@ -1,5 +1,5 @@
 """Test session set-up: TensorFlow quiet, and the CPU split into two logical devices before TF starts, so
-MirroredStrategy tests can run two replicas on one CPU (REFERENCE.md, "Distribution")."""
+MirroredStrategy tests can run two replicas on one CPU (docs/methods.md, "Distribution")."""
 
 import os
 

@@ -61,7 +61,8 @@ def test_gradnorm_toy_quick(tmp_path: Path) -> None:
         assert weights.shape == (len(run["step"]), 2)
         np.testing.assert_allclose(weights.sum(axis=1), 2.0, rtol=1e-5)  # GradNorm renormalises to Σ w = T
         assert run["sigmas"] == [1.0, 100.0]
-    # REFERENCE.md: with α = 0.12 the weight of the σ = 1 task rises above that of the σ = 100 task.
+    # docs/methods.md, "GradNorm toy": with α = 0.12 the weight of the σ = 1 task rises above that of the
+    # σ = 100 task.
     low_alpha = next(r for r in result["runs"] if r["alpha"] == 0.12)
     assert low_alpha["final_weights"][0] > low_alpha["final_weights"][1]
 

@@ -7,8 +7,9 @@ multi-task model is better**. For task i with metric value M_i (multi-task) and 
     Δm = (100 / T) Σ_i s_i · (M_i − M_b,i) / |M_b,i|,     s_i = +1 if higher is better, −1 if lower is better
 
 which is the papers' ``(1/T) Σ (−1)^{l_i} (M_b,i − M_i) / M_b,i × 100`` with ``l_i = 1`` when higher is
-better. (REFERENCE.md writes the same sum with ``M_i − M_b,i`` in the numerator, which makes a *worse*
-multi-task model score positive; the library does not use that sign.) Dividing by ``|M_b,i|`` instead of
+better (docs/methods.md, "Δm"). (Pairing ``M_i − M_b,i`` in the numerator with ``l_i = 1`` for
+higher-is-better metrics makes a *worse* multi-task model score positive; the library does not use that
+sign.) Dividing by ``|M_b,i|`` instead of
 ``M_b,i`` only matters for a negative baseline, where it keeps "better" positive. A zero baseline has no
 relative change and raises ``ValueError``.
 

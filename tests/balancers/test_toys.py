@@ -10,7 +10,8 @@ What reproduces, measured with this file's optimiser (float64; float32 and Adam 
 
 * plain Adam falls into L1's valley (0.5θ1 + tanh θ2 ≈ 0) within ~1,000 steps and stalls there at
   θ ≈ (1.8, −1.5): L2 stays between 33.0 and 33.7 from step 10,000 to step 500,000 with the natural log.
-  REFERENCE.md's "L2 stays ≈ 14.6" is the same point measured with log base 10: 25·log10(3.83) = 14.6,
+  The "L2 stays ≈ 14.6" quoted for this toy (docs/methods.md, "PCGrad escape toy") is the same point
+  measured with log base 10: 25·log10(3.83) = 14.6,
   33.6 / ln 10 = 14.6. Adam is invariant to a positive rescaling of the loss (up to ε), so the base of the
   log changes the reported value but not the trajectory; the earlier observation "L2 ≈ 33" was correct.
 * PCGrad also enters the valley, but slides along it: it leaves the region θ1 > 1 between steps 100,000
@@ -111,7 +112,8 @@ def test_plain_adam_stalls_in_the_valley_of_l1(plain: dict[str, np.ndarray]) -> 
     assert 1.5 < theta[0] < 2.1 and -1.8 < theta[1] < -1.2, theta
     assert abs(0.5 * theta[0] + math.tanh(theta[1])) < 0.05  # in L1's valley (Adam jitters across it)
     assert l1 < -50.0
-    # L2 stays ≈ 33.3 (natural log) after step 10,000, i.e. ≈ 14.6 measured with log10 as REFERENCE.md does.
+    # L2 stays ≈ 33.3 (natural log) after step 10,000, i.e. ≈ 14.6 measured with log10 (docs/methods.md,
+    # "PCGrad escape toy").
     assert 32.5 < low <= high < 34.5, (low, high)
     assert l2 / math.log(10) == pytest.approx(14.6, abs=0.3)
 

@@ -1,4 +1,5 @@
-"""MirroredStrategy on 2 logical CPUs gives the single-device weights for every balancer (REFERENCE.md).
+"""MirroredStrategy on 2 logical CPUs gives the single-device weights for every balancer (docs/methods.md,
+"Distribution").
 
 Per-task losses use the global number of labelled examples as the denominator on every replica, per-task
 gradients are all-reduced before aggregation, and the aggregated update is divided by the replica count.

@@ -1,7 +1,7 @@
-"""Every row of the reference table of /work/shared/REFERENCE.md for J = [[-4, 1, 1], [6, 1, 1]].
+"""Every row of docs/methods.md, "Aggregator reference table", for J = [[-4, 1, 1], [6, 1, 1]].
 
 The expected numbers come from the papers' definitions, recomputed independently of this code (see
-REFERENCE.md), never from the aggregators' own output.
+the table's "origin" column), never from the aggregators' own output.
 """
 
 from __future__ import annotations

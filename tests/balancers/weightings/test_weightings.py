@@ -141,7 +141,8 @@ def test_db_mtl_update_is_the_gradient_of_the_weighted_sum():
 
 
 def test_gradnorm_toy_raises_the_weight_of_the_small_task():
-    """REFERENCE.md toy: σ = (1, 100), α = 0.12 — the σ = 1 task's weight rises above the σ = 100 task's."""
+    """docs/methods.md, "GradNorm toy": σ = (1, 100), α = 0.12 — the σ = 1 task's weight rises above the
+    σ = 100 task's."""
     rng = np.random.default_rng(0)
     n, d_in, d_out = 2048, 250, 100
     b = rng.normal(0.0, np.sqrt(10.0), size=(d_out, d_in))
