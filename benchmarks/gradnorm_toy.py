@@ -1,6 +1,7 @@
 """GradNorm's toy (Chen et al., ICML 2018, section 4 and figure 2): task-weight trajectories, issue 9 item 2.
 
-Data: ``gradnorm_toy`` (REFERENCE.md): ``f_i(x) = σ_i·tanh((B + ε_i)·x)``, x ∈ R^250, outputs R^100, B and ε_i
+Data: ``gradnorm_toy`` (docs/methods.md, "GradNorm toy"): ``f_i(x) = σ_i·tanh((B + ε_i)·x)``, x ∈ R^250,
+outputs R^100, B and ε_i
 with element variances 10 and 3.5 (the library's reading of the paper's N(0, 10), N(0, 3.5)). Model: the
 paper's 4 × 100 ReLU shared trunk, one linear 100-unit head per task (``hard_sharing(trunk=(100,) * 4,
 tower_units=())``), MSE losses. GradNorm acts on the last shared layer (the library's choice, as the paper).

@@ -45,7 +45,7 @@ from mtl_keras.model import MultiTaskModel
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `_common`, however this file is loaded
 import _common
 
-#: The label correlations the paper reports for p = 0, 0.5, 0.9, 1.0 (REFERENCE.md).
+#: The label correlations the paper reports for p = 0, 0.5, 0.9, 1.0 (docs/methods.md, "MMoE synthetic data").
 PAPER_CORRELATION = {0.0: 0.00, 0.5: 0.22, 0.9: 0.46, 1.0: 1.00}
 MODELS = ("shared_bottom", "omoe", "mmoe")
 TASKS = ("y1", "y2")

@@ -1,6 +1,6 @@
 """PCGrad's 2-D escape toy (Yu et al., NeurIPS 2020, figure 1), issue 9 item 3.
 
-The objective is REFERENCE.md's, written from the formula (θ ∈ R²)::
+The objective of docs/methods.md, "PCGrad escape toy", written from the formula (θ ∈ R²)::
 
     L1(θ) = 20·log(max(|0.5·θ1 + tanh θ2|, 5e-6))
     L2(θ) = 25·log(max(|0.5·θ1 − tanh θ2 + 2|, 5e-6))
@@ -14,7 +14,8 @@ otherwise) on the two task gradients combined by
   Jacobian (the update is the sum of the projected task gradients, as in the paper's algorithm 1),
 
 and record θ, L1 and L2 along the way. The loop is one ``tf.function`` (a ``tf.while_loop`` over the steps).
-REFERENCE.md says plain Adam stalls with L2 ≈ 14.6 and PCGrad moves θ1 to ≈ −2; the Markdown reports what
+The quoted outcome (docs/methods.md, "PCGrad escape toy") is that plain Adam stalls with L2 ≈ 14.6 and
+PCGrad moves θ1 to ≈ −2; the Markdown reports what
 this run measures against those numbers.
 
     python benchmarks/pcgrad_toy.py --out benchmarks/results/pcgrad_toy
@@ -45,7 +46,7 @@ import _common
 
 START = (0.5, -3.0)
 FLOOR = 5e-6
-#: REFERENCE.md's stated outcomes.
+#: The stated outcomes (docs/methods.md, "PCGrad escape toy").
 STATED = {"adam_final_L2": 14.6, "pcgrad_final_theta1": -2.0}
 
 
@@ -175,7 +176,7 @@ def to_markdown(result: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "| quantity | REFERENCE.md states | measured |",
+        "| quantity | stated (docs/methods.md) | measured |",
         "|---|---|---|",
         f"| plain Adam, final L2 | ≈ {STATED['adam_final_L2']} | {adam['final_L2']:.3f} |",
         f"| PCGrad, final θ1 | ≈ {STATED['pcgrad_final_theta1']} | {pcgrad['final_theta'][0]:.4f} |",

@@ -1,6 +1,6 @@
 """Training-step time of every balancer, relative to the equal-weights step (issue 4, items 7-9).
 
-The problem is the one of REFERENCE.md, "Cost of gradient methods": 64 inputs, a shared Dense 256-256 ReLU
+The problem is the one of docs/methods.md, "Cost of gradient methods": 64 inputs, a shared Dense 256-256 ReLU
 trunk, three Dense(1) heads (``builders.hard_sharing(tasks, 64, trunk=(256, 256), tower_units=())``), two
 MSE regression tasks and one binary cross-entropy task, batch 256, Adam(1e-3), on the CPU with 2 intra-op
 threads and 1 inter-op thread (set before TensorFlow runs anything).
@@ -65,7 +65,7 @@ BATCH = 256
 LEARNING_RATE = 1e-3
 #: Targets of issue 4: parameter level ≤ 2×, representation level ≤ 1.3×, Nash-MTL ≤ 4× the EW step.
 TARGETS = {"param": 2.0, "rep": 1.3, "nash_mtl": 4.0}
-#: LibMTL (PyTorch) on the same problem, ratio to its EW step (REFERENCE.md).
+#: LibMTL (PyTorch) on the same problem, ratio to its EW step (docs/methods.md, "Cost of gradient methods").
 LIBMTL = {"pcgrad": 2.48, "gradnorm": 2.88, "mgda": 3.69, "cagrad": 3.50, "imtl": 2.55, "nash_mtl": 15.2}
 
 
@@ -256,7 +256,7 @@ def markdown(report: dict[str, Any]) -> str:
         *_common.markdown_head(
             "# Training-step time per balancer (ratio to the equal-weights step)", meta["command"]
         ),
-        'Problem (REFERENCE.md, "Cost of gradient methods"): input 64, shared Dense 256-256 ReLU trunk, three '
+        'Problem (docs/methods.md, "Cost of gradient methods"): input 64, shared Dense 256-256 ReLU trunk, three '
         "Dense(1) heads (2 × MSE, 1 × binary cross-entropy), batch 256, Adam(1e-3), no metrics.",
         f"Timed: `model.train_function([fixed batch])` + fetching the loss, {timing['timed_steps_per_config']} "
         f"steps per configuration after {timing['warmup_steps']} warm-up steps, in {timing['rounds']} "
