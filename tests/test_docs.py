@@ -12,6 +12,8 @@ WHAT TO DO WHEN A TEST HERE FAILS
   it computes, its defaults as implemented, and its paper (authors, venue, year).
 * ``test_every_section_names_a_registered_method``: a section's ``Registry name`` no longer exists; rename
   or remove the section (and the citations of it: ``grep -rn 'methods.md' .``).
+* ``test_section_headings_are_unique``: two sections share a heading, so a citation of it is ambiguous;
+  rename one (and its citations).
 """
 
 from __future__ import annotations
@@ -79,4 +81,12 @@ def test_every_section_names_a_registered_method() -> None:
     assert not stale, (
         f"docs/methods.md has sections for {stale}, which are not registered builders or balancers. Rename "
         "or remove them, and update the citations of those sections."
+    )
+
+
+def test_section_headings_are_unique() -> None:
+    headings = re.findall(r"^#+ (.+)$", METHODS.read_text(encoding="utf-8"), re.MULTILINE)
+    repeated = sorted({h for h in headings if headings.count(h) > 1})
+    assert not repeated, (
+        f"docs/methods.md repeats the section headings {repeated}; citations need unique ones."
     )
