@@ -39,7 +39,7 @@ from mtl_keras.builders.catalog import get_builder
 from mtl_keras.data import MultiTaskDataset, load_census
 from mtl_keras.data.pipeline import to_dataset
 from mtl_keras.evaluation.delta_m import delta_m_multi
-from mtl_keras.experiments.train import model_inputs_spec
+from mtl_keras.experiments.preparation import model_inputs_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `_common`, however this file is loaded
 import _common

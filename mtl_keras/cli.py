@@ -24,18 +24,19 @@ examples:
   mtl-keras train zoo/census_mmoe.yaml
   mtl-keras train zoo/synthetic_mmoe.yaml --set training.epochs=2 --set balancer=pcgrad --output runs/try
   mtl-keras train zoo/census_mmoe.yaml --strategy mirrored     # on every local GPU
-  mtl-keras tune zoo/search/census_search.yaml --max-trials 10
+  mtl-keras tune tuning/census_search.yaml --max-trials 10
   mtl-keras evaluate runs/census_mmoe
   mtl-keras export runs/census_mmoe            # a new version under saved_models/census_mmoe/
   mtl-keras export --check saved_models/census_mmoe/1
   mtl-keras list balancers"""
 
 
-def _zoo_dir() -> Path:
-    here = Path.cwd() / "zoo"
+def _folder(name: str) -> Path:
+    """``zoo/`` (recipes) or ``tuning/`` (search recipes): in the working directory, else the checkout's."""
+    here = Path.cwd() / name
     if here.is_dir():
         return here
-    return Path(__file__).resolve().parent.parent / "zoo"
+    return Path(__file__).resolve().parent.parent / name
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,13 +103,18 @@ def _print(text: str) -> None:
 def _train(args: argparse.Namespace) -> int:
     from mtl_keras.evaluation.report import format_table
     from mtl_keras.experiments import prepare, run
-    from mtl_keras.recipes import load_recipe
+    from mtl_keras.recipes import load_recipe, read_raw_recipe, validate
+    from mtl_keras.tuning import load_search_recipe
 
     overrides = list(args.overrides)
     if args.strategy is not None:
         overrides.append(f"distribute.strategy={args.strategy}")
-    recipe = load_recipe(args.recipe, overrides)
-    output = Path(args.output or os.path.join("runs", recipe["name"]))
+    if "search" in read_raw_recipe(args.recipe, overrides):  # a search recipe trains with its own values
+        raw, _ = load_search_recipe(args.recipe, overrides)
+        recipe = validate(raw, directory=Path(args.recipe).resolve().parent)
+    else:
+        recipe = load_recipe(args.recipe, overrides)
+    output = Path(args.output or os.path.join("runs", recipe.name))
     prepared = prepare(recipe)  # every recipe error is raised before anything is written
     try:
         report = run(prepared, output, resume=args.resume)
@@ -128,11 +134,11 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_run(run_dir: str) -> tuple[dict[str, Any], Any]:
+def _load_run(run_dir: str) -> tuple[Any, Any]:
     import keras
 
     from mtl_keras.experiments.train import MODEL_FILE
-    from mtl_keras.recipes.schema import RecipeError
+    from mtl_keras.recipes import RecipeError, validate
 
     directory = Path(run_dir)
     recipe_file, model_file = directory / "recipe.json", directory / MODEL_FILE
@@ -141,13 +147,13 @@ def _load_run(run_dir: str) -> tuple[dict[str, Any], Any]:
             raise RecipeError(
                 "", f"{path} does not exist; is {run_dir!r} a directory written by `mtl-keras train`?"
             )
-    recipe = json.loads(recipe_file.read_text())
+    recipe = validate(json.loads(recipe_file.read_text()), directory=directory)
     return recipe, keras.models.load_model(model_file)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from mtl_keras.data.pipeline import to_dataset
-    from mtl_keras.experiments.train import load_data
+    from mtl_keras.experiments.preparation import load_data
 
     recipe, model = _load_run(args.run_dir)
     dataset = load_data(recipe)
@@ -168,17 +174,11 @@ def _export(args: argparse.Namespace) -> int:
         report = check_export(base, version=version)
         _print(format_report(report))
         return 0 if report.get("ok") else 1
-    import numpy as np
-
-    from mtl_keras.data.pipeline import model_inputs
-    from mtl_keras.experiments.train import load_data
-    from mtl_keras.export import export_for_serving
+    from mtl_keras.experiments.preparation import load_data
+    from mtl_keras.experiments.train import export, export_dir
 
     recipe, model = _load_run(args.path)
-    base_dir = args.base_dir or recipe["export"]["base_dir"] or os.path.join("saved_models", recipe["name"])
-    dataset = load_data(recipe)
-    examples = dataset.test.take(np.arange(min(3, len(dataset.test))))
-    version_dir = export_for_serving(model, base_dir, request_examples=model_inputs(examples.x))
+    version_dir = export(model, load_data(recipe), args.base_dir or export_dir(recipe))
     _print(f"exported {version_dir}")
     return 0
 
@@ -186,7 +186,8 @@ def _export(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     sections: dict[str, list[str]] = {}
     if args.what in ("all", "recipes"):
-        sections["recipes"] = sorted(str(p) for p in _zoo_dir().rglob("*.yaml"))
+        sections["recipes"] = sorted(str(p) for p in _folder("zoo").glob("*.yaml"))
+        sections["search recipes (mtl-keras tune)"] = sorted(str(p) for p in _folder("tuning").glob("*.yaml"))
     if args.what in ("all", "architectures"):
         from mtl_keras.builders import names
 
@@ -216,8 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mtl_keras.distribute.multi_worker import WorkerLost
-    from mtl_keras.recipes.schema import RecipeError
+    from mtl_keras.distribute import WorkerLost
+    from mtl_keras.recipes import RecipeError
 
     try:
         return COMMANDS[args.command](args)

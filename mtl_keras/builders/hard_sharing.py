@@ -16,6 +16,7 @@ from mtl_keras.builders._common import (
 )
 from mtl_keras.layers._checks import check_positive_ints
 from mtl_keras.model import MultiTaskModel
+from mtl_keras.option_types import NonNegativeInt, Rate, Units
 from mtl_keras.tasks import Task
 
 
@@ -25,10 +26,10 @@ def graph(
     *,
     prefix: str = "",
     trunk: Sequence[Block] = (64, 32),
-    sharing_depth: int | None = None,
-    tower_units: Sequence[int] = (16,),
+    sharing_depth: NonNegativeInt | None = None,
+    tower_units: Units = (16,),
     activation: str = "relu",
-    dropout: float = 0.0,
+    dropout: Rate = 0.0,
 ) -> Graph:
     blocks = check_blocks(trunk, "trunk")
     tower_units = check_positive_ints(tower_units, "tower_units")
@@ -59,10 +60,10 @@ def hard_sharing(
     inputs: Any,
     *,
     trunk: Sequence[Block] = (64, 32),
-    sharing_depth: int | None = None,
-    tower_units: Sequence[int] = (16,),
+    sharing_depth: NonNegativeInt | None = None,
+    tower_units: Units = (16,),
     activation: str = "relu",
-    dropout: float = 0.0,
+    dropout: Rate = 0.0,
     balancer: Any = None,
     name: str = "hard_sharing",
 ) -> MultiTaskModel:

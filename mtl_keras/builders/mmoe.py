@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from mtl_keras.builders._common import Graph, build_model, flatten, task_output
 from mtl_keras.layers._checks import check_positive_ints
 from mtl_keras.layers.mixture_of_experts import Experts, Gate, GatedMixture
 from mtl_keras.model import MultiTaskModel
+from mtl_keras.option_types import NonEmptyUnits, PositiveInt, Rate, Units
 from mtl_keras.tasks import Task
 
 
@@ -17,11 +17,11 @@ def graph(
     features: Any,
     *,
     prefix: str = "",
-    num_experts: int = 8,
-    expert_units: Sequence[int] = (16,),
-    tower_units: Sequence[int] = (8,),
+    num_experts: PositiveInt = 8,
+    expert_units: NonEmptyUnits = (16,),
+    tower_units: Units = (8,),
     one_gate: bool = False,
-    dropout: float = 0.0,
+    dropout: Rate = 0.0,
 ) -> Graph:
     tower_units = check_positive_ints(tower_units, "tower_units")
     x = flatten(features, f"{prefix}flatten")
@@ -49,10 +49,10 @@ def mmoe(
     tasks: Any,
     inputs: Any,
     *,
-    num_experts: int = 8,
-    expert_units: Sequence[int] = (16,),
-    tower_units: Sequence[int] = (8,),
-    dropout: float = 0.0,
+    num_experts: PositiveInt = 8,
+    expert_units: NonEmptyUnits = (16,),
+    tower_units: Units = (8,),
+    dropout: Rate = 0.0,
     one_gate: bool = False,
     balancer: Any = None,
     name: str = "mmoe",
@@ -82,10 +82,10 @@ def omoe(
     tasks: Any,
     inputs: Any,
     *,
-    num_experts: int = 8,
-    expert_units: Sequence[int] = (16,),
-    tower_units: Sequence[int] = (8,),
-    dropout: float = 0.0,
+    num_experts: PositiveInt = 8,
+    expert_units: NonEmptyUnits = (16,),
+    tower_units: Units = (8,),
+    dropout: Rate = 0.0,
     balancer: Any = None,
     name: str = "omoe",
 ) -> MultiTaskModel:

@@ -20,7 +20,6 @@ task-specific. With one task nothing is shared.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -29,6 +28,7 @@ from mtl_keras.builders._common import Graph, build_model, flatten, task_output
 from mtl_keras.layers._checks import check_positive_int, check_positive_ints, check_rate
 from mtl_keras.layers.mixture_of_experts import ConcatExperts, Experts, Gate, GatedMixture
 from mtl_keras.model import MultiTaskModel
+from mtl_keras.option_types import NonEmptyUnits, PositiveInt, Rate, Units
 from mtl_keras.tasks import Task
 
 
@@ -37,12 +37,12 @@ def graph(
     features: Any,
     *,
     prefix: str = "",
-    num_levels: int = 2,
-    num_shared_experts: int = 2,
-    num_task_experts: int = 2,
-    expert_units: Sequence[int] = (16,),
-    tower_units: Sequence[int] = (8,),
-    dropout: float = 0.0,
+    num_levels: PositiveInt = 2,
+    num_shared_experts: PositiveInt = 2,
+    num_task_experts: PositiveInt = 2,
+    expert_units: NonEmptyUnits = (16,),
+    tower_units: Units = (8,),
+    dropout: Rate = 0.0,
 ) -> Graph:
     num_levels = check_positive_int(num_levels, "num_levels")
     num_shared_experts = check_positive_int(num_shared_experts, "num_shared_experts")
@@ -102,12 +102,12 @@ def ple(
     tasks: Any,
     inputs: Any,
     *,
-    num_levels: int = 2,
-    num_shared_experts: int = 2,
-    num_task_experts: int = 2,
-    expert_units: Sequence[int] = (16,),
-    tower_units: Sequence[int] = (8,),
-    dropout: float = 0.0,
+    num_levels: PositiveInt = 2,
+    num_shared_experts: PositiveInt = 2,
+    num_task_experts: PositiveInt = 2,
+    expert_units: NonEmptyUnits = (16,),
+    tower_units: Units = (8,),
+    dropout: Rate = 0.0,
     balancer: Any = None,
     name: str = "ple",
 ) -> MultiTaskModel:
@@ -156,11 +156,11 @@ def cgc(
     tasks: Any,
     inputs: Any,
     *,
-    num_shared_experts: int = 2,
-    num_task_experts: int = 2,
-    expert_units: Sequence[int] = (16,),
-    tower_units: Sequence[int] = (8,),
-    dropout: float = 0.0,
+    num_shared_experts: PositiveInt = 2,
+    num_task_experts: PositiveInt = 2,
+    expert_units: NonEmptyUnits = (16,),
+    tower_units: Units = (8,),
+    dropout: Rate = 0.0,
     balancer: Any = None,
     name: str = "cgc",
 ) -> MultiTaskModel:

@@ -38,6 +38,7 @@ from mtl_keras.data.base import (
     _check_seed,
     split_validation,
 )
+from mtl_keras.option_types import Fraction, NonNegativeInt, PositiveInt
 from mtl_keras.tasks import Task
 
 #: Where the original files live (``adult.data`` and ``adult.test``).
@@ -155,10 +156,10 @@ def _to_split(rows: list[list[str]]) -> Split:
 
 
 def load_census(
-    validation_fraction: float = 0.1,
-    seed: int = 0,
+    validation_fraction: Fraction = 0.1,
+    seed: NonNegativeInt = 0,
     data_dir: str | os.PathLike[str] | None = None,
-    max_rows: int | None = None,
+    max_rows: PositiveInt | None = None,
 ) -> MultiTaskDataset:
     """Load UCI Adult as the two-task census data set (``income``, ``never_married``).
 

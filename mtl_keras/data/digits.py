@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_keras.data.base import MultiTaskDataset, Split, _check_fraction, _check_positive_int, _check_seed
+from mtl_keras.option_types import Fraction, NonNegativeInt, PositiveInt
 from mtl_keras.tasks import Task
 
 TASKS = (Task("left", kind="multiclass", num_classes=10), Task("right", kind="multiclass", num_classes=10))
@@ -132,13 +133,13 @@ def _build(
 
 
 def multidigits(
-    seed: int = 0,
-    n_train: int | None = 10_000,
-    n_validation: int | None = 1_000,
-    n_test: int | None = 2_000,
+    seed: NonNegativeInt = 0,
+    n_train: PositiveInt | None = 10_000,
+    n_validation: PositiveInt | None = 1_000,
+    n_test: PositiveInt | None = 2_000,
     *,
-    validation_fraction: float = 0.1,
-    test_fraction: float = 0.2,
+    validation_fraction: Fraction = 0.1,
+    test_fraction: Fraction = 0.2,
     canvas_size: int = 10,
     offset: int = 2,
     image_size: int | None = 8,
@@ -199,12 +200,12 @@ def _to_numpy(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def multimnist(
-    seed: int = 0,
-    n_train: int | None = None,
-    n_validation: int | None = None,
-    n_test: int | None = None,
+    seed: NonNegativeInt = 0,
+    n_train: PositiveInt | None = None,
+    n_validation: PositiveInt | None = None,
+    n_test: PositiveInt | None = None,
     *,
-    validation_fraction: float = 1 / 12,
+    validation_fraction: Fraction = 1 / 12,
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
     canvas_size: int = 36,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mtl_keras.data.base import MultiTaskDataset, Split, _check_positive_int, _check_seed
+from mtl_keras.option_types import Correlation, NonNegativeFloat, NonNegativeInt, PositiveInt
 from mtl_keras.tasks import Task
 
 #: The choices of the sinusoid parameters of `synthetic_mmoe`.
@@ -48,17 +49,17 @@ def mmoe_weights(p: float, dim: int, c: float, rng: np.random.Generator) -> tupl
 
 
 def synthetic_mmoe(
-    p: float,
-    n: int = 10_000,
-    seed: int = 0,
-    dim: int = 100,
+    p: Correlation,
+    n: PositiveInt = 10_000,
+    seed: NonNegativeInt = 0,
+    dim: PositiveInt = 100,
     *,
-    n_validation: int = 1_000,
-    n_test: int = 1_000,
+    n_validation: PositiveInt = 1_000,
+    n_test: PositiveInt = 1_000,
     c: float = 1.0,
-    num_sin: int = 10,
+    num_sin: NonNegativeInt = 10,
     sin_params: str = "fixed",
-    noise_std: float = 0.1,
+    noise_std: NonNegativeFloat = 0.1,
 ) -> MultiTaskDataset:
     """The synthetic regression pair of Ma et al., "Modeling Task Relationships in Multi-task Learning with
     Multi-gate Mixture-of-Experts" (KDD 2018), whose correlation is controlled by ``p = cos(w1, w2)``.
@@ -139,7 +140,12 @@ def synthetic_mmoe(
 
 
 def sincos(
-    n: int = 1_000, seed: int = 0, *, n_validation: int = 200, n_test: int = 200, noise_std: float = 0.0
+    n: PositiveInt = 1_000,
+    seed: NonNegativeInt = 0,
+    *,
+    n_validation: PositiveInt = 200,
+    n_test: PositiveInt = 200,
+    noise_std: NonNegativeFloat = 0.0,
 ) -> MultiTaskDataset:
     """Two regression tasks of one input: ``sin(x)`` and ``cos(x)`` for ``x ~ U[-π, π]``.
 
@@ -177,17 +183,17 @@ def sincos(
 
 
 def gradnorm_toy(
-    num_tasks: int = 2,
+    num_tasks: PositiveInt = 2,
     sigmas: Sequence[float] = (1.0, 100.0),
-    n: int = 10_000,
-    seed: int = 0,
+    n: PositiveInt = 10_000,
+    seed: NonNegativeInt = 0,
     *,
-    n_validation: int = 1_000,
-    n_test: int = 1_000,
-    input_dim: int = 250,
-    output_dim: int = 100,
-    b_variance: float = 10.0,
-    eps_variance: float = 3.5,
+    n_validation: PositiveInt = 1_000,
+    n_test: PositiveInt = 1_000,
+    input_dim: PositiveInt = 250,
+    output_dim: PositiveInt = 100,
+    b_variance: NonNegativeFloat = 10.0,
+    eps_variance: NonNegativeFloat = 3.5,
 ) -> MultiTaskDataset:
     """The toy regression of Chen et al., "GradNorm: Gradient Normalization for Adaptive Loss Balancing in
     Deep Multitask Networks" (ICML 2018): ``f_i(x) = σ_i·tanh((B + ε_i)·x)``, tasks of very different scales.

@@ -267,7 +267,9 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
     )
     lines = [
         f"Δm = {float(report['delta_m']):+.2f} % (positive = multi-task better; * = metric in Δm, "
-        f"averaged {averaged})",
+        f"averaged {averaged})"
+        if report.get("delta_m") is not None
+        else "Δm: not computed (no single-task baselines: baselines.enabled is false)",
         f"training time: {float(report['train_seconds']):.1f} s, parameters: {int(report['params']):,}",
     ]
     extra = {k: v for k, v in report.items() if k not in _RESERVED and not isinstance(v, (list, dict))}

@@ -6,6 +6,8 @@ from typing import Any
 
 import keras
 
+from mtl_keras.recipes import TrainingSpec
+
 _OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
     "adam": keras.optimizers.Adam,
     "adamw": keras.optimizers.AdamW,
@@ -14,13 +16,13 @@ _OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
 }
 
 
-def learning_rate(training: dict[str, Any], total_steps: int) -> Any:
+def learning_rate(training: TrainingSpec, total_steps: int) -> Any:
     """A float, or a cosine decay with linear warm-up over ``warmup_ratio`` of ``total_steps``."""
-    base = training["optimizer"]["learning_rate"]
-    schedule = training["schedule"]
-    if schedule["name"] == "constant":
+    base = training.optimizer.learning_rate
+    schedule = training.schedule
+    if schedule.name == "constant":
         return base
-    warmup = round(schedule["warmup_ratio"] * total_steps)
+    warmup = round(schedule.warmup_ratio * total_steps)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=base if warmup == 0 else 0.0,
         decay_steps=max(total_steps - warmup, 1),
@@ -29,13 +31,10 @@ def learning_rate(training: dict[str, Any], total_steps: int) -> Any:
     )
 
 
-def build_optimizer(training: dict[str, Any], total_steps: int) -> keras.optimizers.Optimizer:
-    spec = training["optimizer"]
+def build_optimizer(training: TrainingSpec, total_steps: int) -> keras.optimizers.Optimizer:
+    spec = training.optimizer
     kwargs: dict[str, Any] = {"learning_rate": learning_rate(training, total_steps)}
-    if spec["clipnorm"] is not None:
-        kwargs["clipnorm"] = spec["clipnorm"]
-    if spec["weight_decay"] is not None:
-        kwargs["weight_decay"] = spec["weight_decay"]
-    if spec["momentum"] is not None:
-        kwargs["momentum"] = spec["momentum"]
-    return _OPTIMIZERS[spec["name"]](**kwargs)
+    for key in ("clipnorm", "weight_decay", "momentum"):
+        if getattr(spec, key) is not None:
+            kwargs[key] = getattr(spec, key)
+    return _OPTIMIZERS[spec.name](**kwargs)

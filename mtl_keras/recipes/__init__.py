@@ -1,6 +1,37 @@
-"""Recipes: the YAML experiment descriptions in ``zoo/``, their schema and loading."""
+"""Recipes: the YAML experiment descriptions in ``zoo/``, their pydantic models and loading."""
 
-from mtl_keras.recipes.loading import apply_override, load_recipe
-from mtl_keras.recipes.schema import RecipeError, validate
+from mtl_keras.recipes.components import ArchitectureSpec, BalancerSpec, ComponentSpec, DataSpec
+from mtl_keras.recipes.errors import RecipeError
+from mtl_keras.recipes.loading import apply_override, load_recipe, read_raw_recipe
+from mtl_keras.recipes.recipe import Recipe, validate
+from mtl_keras.recipes.sections import (
+    BaselinesSpec,
+    DistributeSpec,
+    EarlyStoppingSpec,
+    ExportSpec,
+    OptimizerSpec,
+    ScheduleSpec,
+    TaskSpec,
+    TrainingSpec,
+)
 
-__all__ = ["RecipeError", "apply_override", "load_recipe", "validate"]
+__all__ = [
+    "ArchitectureSpec",
+    "BalancerSpec",
+    "BaselinesSpec",
+    "ComponentSpec",
+    "DataSpec",
+    "DistributeSpec",
+    "EarlyStoppingSpec",
+    "ExportSpec",
+    "OptimizerSpec",
+    "Recipe",
+    "RecipeError",
+    "ScheduleSpec",
+    "TaskSpec",
+    "TrainingSpec",
+    "apply_override",
+    "load_recipe",
+    "read_raw_recipe",
+    "validate",
+]

@@ -1,4 +1,4 @@
-"""Reading recipes: YAML files, ``--set key=value`` overrides, then validation."""
+"""Reading recipes: YAML files, ``--set key=value`` overrides, then validation into a `Recipe`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from mtl_keras.recipes.schema import RecipeError, validate
+from mtl_keras.recipes.errors import RecipeError
+from mtl_keras.recipes.recipe import Recipe, validate
 
 
 def apply_override(recipe: dict[str, Any], assignment: str) -> None:
@@ -57,6 +58,6 @@ def read_raw_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ())
     return raw
 
 
-def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Load, override and validate a recipe file."""
-    return validate(read_raw_recipe(path, overrides))
+def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Recipe:
+    """Load, override and validate a recipe file (its ``imports`` are looked for next to it first)."""
+    return validate(read_raw_recipe(path, overrides), directory=os.path.dirname(os.path.abspath(path)))

@@ -34,7 +34,7 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
         "metric). Writes results.json, best.yaml (a recipe for `mtl-keras train`) and objective.png. "
         "Running it again on the same --output resumes the search.",
     )
-    tune.add_argument("recipe", help="a recipe with a `search:` block, e.g. zoo/search/census_search.yaml")
+    tune.add_argument("recipe", help="a recipe with a `search:` block, e.g. tuning/census_search.yaml")
     tune.add_argument("--max-trials", type=_positive_int, metavar="N", help="override search.max_trials")
     tune.add_argument(
         "--output",
@@ -76,7 +76,9 @@ def format_trials(results: dict[str, Any], limit: int = 10) -> str:
 
 def tune_command(args: argparse.Namespace) -> int:
     """Run ``mtl-keras tune``; returns the exit status."""
-    from mtl_keras.tuning.search import BEST_FILE, PLOT_FILE, RESULTS_FILE, load_search_recipe, run_search
+    from mtl_keras.tuning.loading import load_search_recipe
+    from mtl_keras.tuning.results import BEST_FILE, PLOT_FILE, RESULTS_FILE
+    from mtl_keras.tuning.search import run_search
 
     recipe, search = load_search_recipe(args.recipe, getattr(args, "overrides", []) or [])
     name = recipe["name"] if recipe["name"].endswith("_search") else f"{recipe['name']}_search"

@@ -20,10 +20,8 @@ gets ``kt.Objective(name, direction)``:
 ``delta_m`` → ``val_delta_m`` (max)
     Δm % of the trial against single-task baselines, both on the validation split (the convention of
     :mod:`mtl_keras.evaluation.delta_m`: positive = multi-task better; the metrics of
-    :func:`mtl_keras.evaluation.build_report`). The baselines are the recipe's single-task models (its own
-    architecture options, before any search value is substituted) trained once per search on the same
-    budget; their validation metrics are cached in ``<search dir>/baselines.json`` and reused while the
-    recipe is unchanged.
+    :func:`mtl_keras.evaluation.build_report`), against the validation results of the recipe's single-task
+    baselines (:mod:`mtl_keras.tuning.baselines`).
 
 Nothing here reads the test split.
 """
@@ -31,30 +29,20 @@ Nothing here reads the test split.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import logging
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import keras
 import keras_tuner as kt
 import numpy as np
 
-from mtl_keras import __version__
 from mtl_keras._registry import suggest
 from mtl_keras.data import MultiTaskDataset
-from mtl_keras.data.pipeline import to_dataset
-from mtl_keras.evaluation.report import atomic_write_text, build_report, split_results
-from mtl_keras.recipes.schema import RecipeError
+from mtl_keras.evaluation.report import build_report, split_results
+from mtl_keras.recipes import RecipeError
 from mtl_keras.tasks import HIGHER_IS_BETTER, Task
-
-logger = logging.getLogger("mtl_keras")
-
-BASELINES_FILE = "baselines.json"
+from mtl_keras.tuning.schema import ObjectiveSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,25 +62,26 @@ class Objective:
         return {**dataclasses.asdict(self), "split": "validation"}
 
 
-def make_objective(spec: Mapping[str, Any], tasks: Sequence[Task]) -> Objective:
-    """The objective of a validated ``search.objective`` block, checked against the data set's tasks."""
-    kind = spec["kind"]
-    if kind == "delta_m":
-        return Objective(kind, "val_delta_m", "max")
-    if kind == "mean_normalized":
+def make_objective(spec: ObjectiveSpec | Mapping[str, Any], tasks: Sequence[Task]) -> Objective:
+    """The objective of a ``search.objective`` block (or its mapping), checked against the data set's tasks."""
+    if not isinstance(spec, ObjectiveSpec):
+        spec = ObjectiveSpec.model_validate(dict(spec))
+    if spec.kind == "delta_m":
+        return Objective(spec.kind, "val_delta_m", "max")
+    if spec.kind == "mean_normalized":
         for task in tasks:
             for metric in task.metric_names():
                 _direction(metric, f"task {task.name!r}")
-        return Objective(kind, "val_mean_normalized", "max")
+        return Objective(spec.kind, "val_mean_normalized", "max")
     names = [t.name for t in tasks]
-    if spec["task"] not in names:
+    if spec.task not in names:
         raise RecipeError(
             "search.objective.task",
-            f"no such task in the data set; expected one of {names}." + suggest(str(spec["task"]), names),
+            f"no such task in the data set; expected one of {names}." + suggest(str(spec.task), names),
         )
-    task = tasks[names.index(spec["task"])]
+    task = tasks[names.index(spec.task)]
     metrics = [*task.metric_names(), "loss"]
-    metric = spec["metric"] or metrics[0]
+    metric = spec.metric or metrics[0]
     if metric not in metrics:
         raise RecipeError(
             "search.objective.metric",
@@ -102,7 +91,7 @@ def make_objective(spec: Mapping[str, Any], tasks: Sequence[Task]) -> Objective:
     higher = HIGHER_IS_BETTER.get(metric)
     if higher is None:
         raise RecipeError("search.objective.metric", f"unknown direction for metric {metric!r}")
-    return Objective(kind, f"val_{task.name}_{metric}", "max" if higher else "min", task.name, metric)
+    return Objective(spec.kind, f"val_{task.name}_{metric}", "max" if higher else "min", task.name, metric)
 
 
 def _direction(metric: str, where: str) -> bool:
@@ -176,60 +165,6 @@ def delta_m_value(
     return float(report["delta_m"])
 
 
-def baselines_fingerprint(recipe: Mapping[str, Any]) -> str:
-    """What decides the baselines' validation results: data, tasks, architecture, training, seed, version."""
-    keys = ("data", "tasks", "architecture", "training", "baselines", "seed", "mixed_precision")
-    payload = json.dumps(
-        {k: recipe.get(k) for k in keys} | {"version": __version__}, sort_keys=True, default=str
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def single_task_validation(
-    recipe: dict[str, Any],
-    dataset: MultiTaskDataset,
-    tasks: list[Task],
-    strategy: Any,
-    directory: Path,
-    *,
-    verbose: int = 0,
-) -> dict[str, float]:
-    """Validation results of the recipe's single-task baselines, trained once and cached in ``directory``.
-
-    The baselines are the models ``mtl-keras train`` compares against (one per task, the recipe's
-    architecture options), trained with the recipe's budget (``baselines.epochs`` or ``training.epochs``).
-    The cache (``baselines.json``) is keyed by :func:`baselines_fingerprint`, so a changed recipe retrains.
-    """
-    from mtl_keras.experiments.train import build_models
-    from mtl_keras.tuning.hypermodel import fit_recipe
-
-    path = directory / BASELINES_FILE
-    fingerprint = baselines_fingerprint(recipe)
-    if path.exists():
-        cached = json.loads(path.read_text())
-        if cached.get("fingerprint") == fingerprint:
-            logger.info("Reusing the single-task baselines' validation results from %s.", path)
-            return {k: float(v) for k, v in cached["validation"].items()}
-    _, baseline = build_models(recipe, dataset, tasks, strategy)
-    epochs = recipe["baselines"]["epochs"] or recipe["training"]["epochs"]
-    logger.info("Training the single-task baselines for Δm (%d epochs, once per search).", epochs)
-    start = time.perf_counter()
-    history = fit_recipe(baseline, recipe, dataset, epochs=epochs, verbose=verbose)
-    seconds = time.perf_counter() - start
-    results = baseline.evaluate(to_dataset(dataset.validation, 1024), verbose=0, return_dict=True)
-    validation = {k: float(v) for k, v in results.items()}
-    payload = {
-        "fingerprint": fingerprint,
-        "split": "validation",
-        "validation": validation,
-        "epochs_run": len(history.history.get("loss", [])),
-        "train_seconds": seconds,
-        "params": int(baseline.count_params()),
-    }
-    atomic_write_text(path, json.dumps(payload, indent=2))
-    return validation
-
-
 # --- the callback -----------------------------------------------------------------------------------------
 
 
@@ -282,12 +217,10 @@ class ObjectiveLogger(keras.callbacks.Callback):
 __all__ = [
     "Objective",
     "ObjectiveLogger",
-    "baselines_fingerprint",
     "constant_references",
     "delta_m_value",
     "make_objective",
     "mean_normalized",
     "objective_function",
-    "single_task_validation",
     "validation_metrics",
 ]

@@ -16,7 +16,7 @@ from mtl_keras.recipes import RecipeError, load_recipe
 from mtl_keras.tuning import load_search_recipe, run_search
 from mtl_keras.tuning.cli import add_tune_parser, tune_command
 
-ZOO = Path(__file__).resolve().parents[2] / "zoo" / "search"
+ZOO = Path(__file__).resolve().parents[2] / "tuning"
 TINY_DATA = {
     "synthetic_mmoe": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
     "census": ["data.max_rows=400"],
@@ -55,7 +55,7 @@ class _Unreadable:
 @pytest.fixture
 def no_test_split(monkeypatch):
     """Data sets whose test split raises when touched."""
-    from mtl_keras.experiments import train
+    from mtl_keras.experiments import preparation as train
 
     load_data = train.load_data
 
@@ -233,7 +233,7 @@ search:
 
 def test_errors_before_anything_is_written(tmp_path):
     with pytest.raises(RecipeError, match=r"^search: missing"):
-        load_search_recipe(ZOO.parent / "synthetic_mmoe.yaml")
+        load_search_recipe(ZOO.parent / "zoo" / "synthetic_mmoe.yaml")
     text = (
         SYNTHETIC
         + "search: {objective: {kind: task_metric, task: y3}, space: {balancer: {choice: [static]}}}\n"

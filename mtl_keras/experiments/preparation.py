@@ -1,0 +1,207 @@
+"""Preparing a validated recipe, before anything is written: its data, its tasks, its compiled models.
+
+Every recipe error that needs the data or a built model surfaces here, as a `RecipeError` naming the key:
+an unknown task name, an architecture option the builder refuses, a balancer the model cannot use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from mtl_keras._registry import suggest
+from mtl_keras.builders.catalog import get_builder
+from mtl_keras.builders.inputs import RawFeatures
+from mtl_keras.data import DATASETS, MultiTaskDataset
+from mtl_keras.distribute.strategy import in_scope, make_strategy
+from mtl_keras.distribute.stream import StreamSpec
+from mtl_keras.experiments.optimizers import build_optimizer
+from mtl_keras.model import MultiTaskModel
+from mtl_keras.recipes import Recipe, RecipeError
+from mtl_keras.tasks import Task
+
+
+@dataclass
+class Prepared:
+    """A validated recipe with its data, tasks, strategy and (compiled, untrained) models; ``baseline`` is
+    None when ``baselines.enabled`` is false."""
+
+    recipe: Recipe
+    dataset: MultiTaskDataset
+    tasks: list[Task]
+    strategy: Any
+    model: MultiTaskModel
+    baseline: MultiTaskModel | None
+
+
+def load_data(recipe: Recipe) -> MultiTaskDataset:
+    """The recipe's data set (``data.name`` with ``data.options``)."""
+    try:
+        return DATASETS[recipe.data.name](**recipe.data.options)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        raise RecipeError("data", str(error).replace("\n", " ")) from None
+
+
+def resolve_tasks(recipe: Recipe, dataset: MultiTaskDataset) -> list[Task]:
+    """The data set's tasks with the recipe's overrides (metrics, loss); unknown task names are errors."""
+    names = [t.name for t in dataset.tasks]
+    for name in recipe.tasks:
+        if name not in names:
+            raise RecipeError(
+                f"tasks.{name}",
+                f"no such task (label column) in data set; expected one of {names}." + suggest(name, names),
+            )
+    tasks = []
+    for task in dataset.tasks:
+        override = recipe.tasks.get(task.name)
+        config = task.get_config()
+        if override is not None and override.metrics is not None:
+            config["metrics"] = list(override.metrics)
+        if override is not None and override.loss is not None:
+            config["loss"] = override.loss
+        try:
+            tasks.append(Task.from_config(config))
+        except ValueError as error:
+            raise RecipeError(f"tasks.{task.name}", str(error)) from None
+    return tasks
+
+
+def model_inputs_spec(dataset: MultiTaskDataset) -> Any:
+    """What a builder's ``inputs`` is for ``dataset``: raw features, a width or an input shape."""
+    if dataset.features is not None:
+        assert isinstance(dataset.train.x, dict)
+        return RawFeatures(dataset.features, dataset.train.x)
+    x = np.asarray(dataset.train.x)
+    return int(x.shape[1]) if x.ndim == 2 else tuple(int(d) for d in x.shape[1:])
+
+
+def stream_spec(recipe: Recipe, dataset: MultiTaskDataset) -> StreamSpec:
+    """The batches of one training epoch: the recipe's batch size, seed and step cap."""
+    training = recipe.training
+    return StreamSpec.for_split(
+        dataset.train, training.batch_size, seed=recipe.seed, steps_per_epoch=training.steps_per_epoch
+    )
+
+
+def _architecture_error(error: Exception) -> RecipeError:
+    message = str(error)
+    start = message.find("`")
+    end = message.find("`", start + 1)
+    key = message[start + 1 : end] if 0 <= start < end else ""
+    return RecipeError(f"architecture.{key}" if key.isidentifier() else "architecture", message)
+
+
+def _balancer(recipe: Recipe) -> list[Any]:
+    from mtl_keras import balancers
+
+    return [balancers.get(part.name, **part.options) for part in recipe.balancer.parts]
+
+
+def build_model(recipe: Recipe, dataset: MultiTaskDataset, tasks: list[Task]) -> MultiTaskModel:
+    """The compiled multi-task model of ``recipe`` (call inside the strategy's scope)."""
+    architecture = recipe.architecture
+    steps = stream_spec(recipe, dataset).steps_per_epoch
+    keras.utils.set_random_seed(recipe.seed)
+    try:
+        model = get_builder(architecture.name)(
+            tasks, model_inputs_spec(dataset), name=recipe.name.replace("-", "_"), **architecture.options
+        )
+    except ValueError as error:
+        raise _architecture_error(error) from None
+    try:
+        model.compile(
+            build_optimizer(recipe.training, steps * recipe.training.epochs),
+            loss_weights=recipe.static_weights([t.name for t in tasks]),
+            balancer=_balancer(recipe),
+            balancer_level=recipe.balancer.level,
+            log_conflicts=recipe.balancer.log_conflicts,
+        )
+    except ValueError as error:
+        raise RecipeError("balancer", str(error)) from None
+    return model
+
+
+def build_baseline(recipe: Recipe, dataset: MultiTaskDataset, tasks: list[Task]) -> MultiTaskModel:
+    """The compiled single-task baselines: one column per task, the architecture's own options."""
+    architecture = recipe.architecture
+    steps = stream_spec(recipe, dataset).steps_per_epoch
+    try:
+        baseline = get_builder("single_task")(
+            tasks, model_inputs_spec(dataset), architecture=architecture.name, **architecture.options
+        )
+    except ValueError as error:
+        raise RecipeError(
+            "baselines", f"cannot build single-task baselines for {architecture.name!r}: {error}"
+        ) from None
+    baseline.compile(
+        build_optimizer(recipe.training, steps * recipe.baseline_epochs),
+        loss_weights=recipe.static_weights([t.name for t in tasks]),
+    )
+    return baseline
+
+
+def build_models(
+    recipe: Recipe, dataset: MultiTaskDataset, tasks: list[Task], strategy: Any
+) -> tuple[MultiTaskModel, MultiTaskModel | None]:
+    """The compiled multi-task model and its single-task baselines (None when disabled), in ``strategy``."""
+
+    def build() -> tuple[MultiTaskModel, MultiTaskModel | None]:
+        model = build_model(recipe, dataset, tasks)
+        baseline = build_baseline(recipe, dataset, tasks) if recipe.baselines.enabled else None
+        return model, baseline
+
+    return in_scope(strategy, build)
+
+
+def make_recipe_strategy(recipe: Recipe) -> Any:
+    """The `tf.distribute` strategy of ``distribute``."""
+    spec = recipe.distribute
+    try:
+        return make_strategy(spec.strategy, devices=spec.devices, collective_timeout=spec.collective_timeout)
+    except ValueError as error:
+        raise RecipeError("distribute", str(error)) from None
+
+
+class policy:
+    """``with policy(recipe):`` the recipe's ``mixed_precision`` is the global Keras policy (each layer
+    built keeps it); the previous policy is back afterwards, so nothing else in the process changes."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.name = recipe.mixed_precision
+
+    def __enter__(self) -> None:
+        self.previous = keras.mixed_precision.global_policy()
+        if self.name is not None:
+            keras.mixed_precision.set_global_policy(self.name)
+
+    def __exit__(self, *exc: object) -> None:
+        keras.mixed_precision.set_global_policy(self.previous)
+
+
+def prepare(recipe: Recipe) -> Prepared:
+    """Load data, resolve tasks, build and compile both models: every recipe error surfaces here."""
+    with policy(recipe):
+        # First: MultiWorkerMirroredStrategy configures the runtime's collectives, before other TF ops.
+        strategy = make_recipe_strategy(recipe)
+        dataset = load_data(recipe)
+        tasks = resolve_tasks(recipe, dataset)
+        model, baseline = build_models(recipe, dataset, tasks, strategy)
+    return Prepared(recipe, dataset, tasks, strategy, model, baseline)
+
+
+__all__ = [
+    "Prepared",
+    "build_baseline",
+    "build_model",
+    "build_models",
+    "load_data",
+    "make_recipe_strategy",
+    "model_inputs_spec",
+    "policy",
+    "prepare",
+    "resolve_tasks",
+    "stream_spec",
+]
