@@ -5,7 +5,19 @@
 
 from mtl_keras.balancers import aggregators as aggregators
 from mtl_keras.balancers import weightings as weightings
-from mtl_keras.balancers.base import AGGREGATORS, WEIGHTINGS, Aggregator, Weighting
-from mtl_keras.balancers.compose import Balancer, get, names, resolve
+from mtl_keras.balancers.base import AGGREGATORS, WEIGHTINGS, Aggregator, NormScope, Weighting
+from mtl_keras.balancers.compose import Balancer, Level, get, names, resolve, split_name
 
-__all__ = ["AGGREGATORS", "WEIGHTINGS", "Aggregator", "Balancer", "Weighting", "get", "names", "resolve"]
+__all__ = [
+    "AGGREGATORS",
+    "WEIGHTINGS",
+    "Aggregator",
+    "Balancer",
+    "Level",
+    "NormScope",
+    "Weighting",
+    "get",
+    "names",
+    "resolve",
+    "split_name",
+]

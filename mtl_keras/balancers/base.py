@@ -11,8 +11,9 @@ A model takes one of each; adding a method is one class in one file plus ``@regi
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import tensorflow as tf
 
@@ -39,12 +40,18 @@ def state_variable(value: Any, name: str, dtype: tf.DType = tf.float32) -> tf.Va
 
 
 class _Balancer:
-    """Shared plumbing: keyword-only options, lazy ``build`` with the number of tasks, config."""
+    """Shared plumbing: keyword-only options, lazy ``build`` with the number of tasks, config, hooks.
+
+    Only methods that draw random numbers take ``seed``: they set ``randomised = True`` and accept a
+    keyword-only ``seed`` (stored as ``self.seed``, part of their config).
+    """
 
     registered_name: str = ""
+    #: True for methods that draw random numbers (RLW, PCGrad's and GradVac's orders, GradDrop).
+    randomised: ClassVar[bool] = False
+    seed: int | None = None
 
-    def __init__(self, *, seed: int | None = None) -> None:
-        self.seed = seed
+    def __init__(self) -> None:
         self.num_tasks: int | None = None
 
     def build(self, num_tasks: int) -> None:
@@ -71,11 +78,21 @@ class _Balancer:
         """A stateless-RNG seed of shape (2,) for this call: (seed, step)."""
         return tf.stack([tf.constant(self.seed or 0, tf.int64), tf.cast(step, tf.int64)])
 
+    def after_step(self, losses: tf.Tensor) -> None:
+        """Called by the training step right after ``optimizer.apply``, with the step's global task losses
+        (T,) as constants: the place for state that moves after the update (FAMO's task logits, a loss
+        history). Runs inside the compiled step, on every replica with the same values."""
+
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed}
+        return {"seed": self.seed} if self.randomised else {}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Any:
+        config = dict(config)
+        if not cls.randomised:
+            # Files written before only randomised methods took a seed store ``seed: None`` for every
+            # balancer; the value never had an effect there.
+            config.pop("seed", None)
         return cls(**config)
 
     def __repr__(self) -> str:
@@ -176,12 +193,27 @@ class Aggregator(_Balancer):
         """Static row weights when ``needs_jacobian`` is False (update = weightsᵀ J); else None."""
         return None
 
+    def build_blocks(self, block_shapes: Sequence[tuple[int, ...]]) -> None:
+        """Called once when a model compiles with this aggregator at parameter level, inside the strategy
+        scope, with the trailing shape of every Jacobian block (one per shared variable, in the order of
+        ``aggregate_rows``): the place to create state of the Jacobian's size (MoCo's tracked Jacobian) with
+        :func:`state_variable`. The default creates nothing."""
+
 
 def _static_num_tasks(tensor: tf.Tensor, name: str) -> int:
     num_tasks = tensor.shape[0] if tensor.shape.rank else None
     if num_tasks is None:
         raise ValueError(f"The number of tasks (first dimension of `{name}`) must be static.")
     return int(num_tasks)
+
+
+class NormScope(enum.Enum):
+    """Which variables a weighting takes per-task gradient norms over (resolved by the training step)."""
+
+    #: every shared variable of the model (DB-MTL)
+    SHARED = "shared"
+    #: the trainable variables of the last shared layer (GradNorm's W_s)
+    LAST_SHARED_LAYER = "last_shared_layer"
 
 
 class Weighting(_Balancer):
@@ -195,11 +227,15 @@ class Weighting(_Balancer):
     is the single-device objective.
 
     Variables are created in ``build`` with :meth:`add_variable`; the model tracks them, so they are saved
-    and restored with it.
+    and restored with it. A weighting that needs per-task gradient norms declares where in
+    :attr:`norms_over`; ``weigh`` then receives them.
     """
 
-    def __init__(self, *, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+    #: None, or the variables whose per-task gradient norms ``weigh`` receives as ``gradient_norms``.
+    norms_over: ClassVar[NormScope | None] = None
+
+    def __init__(self) -> None:
+        super().__init__()
         self._variables: list[Any] = []
         #: the model's task names, in order (set by the model when it builds its balancer)
         self.task_names: list[str] = []
@@ -217,10 +253,6 @@ class Weighting(_Balancer):
     @property
     def variables(self) -> list[Any]:
         return list(self._variables)
-
-    def norm_variables(self, model: Any) -> list[Any] | None:
-        """Variables whose per-task gradient norms ``weigh`` needs (None: no norms needed)."""
-        return None
 
     def weigh(
         self, losses: tf.Tensor, *, gradient_norms: tf.Tensor | None = None, training: bool = True

@@ -1,15 +1,51 @@
-"""`Balancer`: one loss weighting plus at most one gradient aggregator, and the level it works at."""
+"""`Balancer`: one loss weighting plus at most one gradient aggregator, and the level it works at.
+
+The two places where text becomes a balancer are here: :meth:`Level.parse` (``"param"`` / ``"rep"``) and
+:func:`split_name` (``"uncertainty+pcgrad"``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Sequence
 from typing import Any
+
+import keras
+import tensorflow as tf
 
 from mtl_keras._registry import suggest
 from mtl_keras.balancers.base import AGGREGATORS, WEIGHTINGS, Aggregator, Weighting
 
-LEVELS = ("param", "rep")
+
+class Level(str, enum.Enum):
+    """Where a gradient aggregator acts."""
+
+    #: the gradients of the shared variables
+    PARAM = "param"
+    #: the gradients of the shared representation the builder declares, then one backward pass
+    REP = "rep"
+
+    @classmethod
+    def parse(cls, value: Any) -> Level:
+        """The level called ``value`` (a :class:`Level` or its name); a ValueError otherwise."""
+        if isinstance(value, Level):
+            return value
+        names = [level.value for level in cls]
+        if value not in names:
+            raise ValueError(
+                f"Expected `level` to be one of {names}. Received: level={value!r}"
+                + suggest(str(value), names)
+            )
+        return cls(value)
+
+
+LEVELS = tuple(level.value for level in Level)
+
+
+def split_name(text: str) -> list[str]:
+    """The parts of a balancer name: ``"uncertainty+pcgrad"`` → ``["uncertainty", "pcgrad"]``."""
+    return [part.strip() for part in text.split("+")]
 
 
 @dataclasses.dataclass
@@ -27,15 +63,11 @@ class Balancer:
 
     weighting: Weighting
     aggregator: Aggregator | None = None
-    level: str = "param"
+    level: Level | str = Level.PARAM
     log_conflicts: bool = False
 
     def __post_init__(self) -> None:
-        if self.level not in LEVELS:
-            raise ValueError(
-                f"Expected `level` to be one of {list(LEVELS)}. Received: level={self.level!r}"
-                + suggest(str(self.level), list(LEVELS))
-            )
+        self.level = Level.parse(self.level)
         if not isinstance(self.weighting, Weighting):
             raise ValueError(f"Expected a loss weighting. Received: {self.weighting!r}")
         if self.aggregator is not None and not isinstance(self.aggregator, Aggregator):
@@ -57,7 +89,34 @@ class Balancer:
         parts = [self.weighting.registered_name]
         if self.aggregator is not None:
             parts.append(self.aggregator.registered_name)
-        return "+".join(parts) + ("@rep" if self.level == "rep" else "")
+        return "+".join(parts) + ("@rep" if self.level is Level.REP else "")
+
+    def get_config(self) -> dict[str, Any]:
+        """The balancer as a JSON-able dict (what a compiled model saves)."""
+        return {
+            "weighting": keras.saving.serialize_keras_object(self.weighting),
+            "aggregator": (
+                keras.saving.serialize_keras_object(self.aggregator) if self.aggregator is not None else None
+            ),
+            "level": Level.parse(self.level).value,
+            "log_conflicts": self.log_conflicts,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Balancer:
+        """The balancer of :meth:`get_config` (its weighting and aggregator serialized or already objects)."""
+        parts = {k: config[k] for k in ("weighting", "aggregator")}
+        parts = {
+            k: keras.saving.deserialize_keras_object(v) if isinstance(v, dict) else v
+            for k, v in parts.items()
+        }
+        return cls(level=config["level"], log_conflicts=config["log_conflicts"], **parts)
+
+    def after_step(self, losses: tf.Tensor) -> None:
+        """The after-update hook of the weighting and the aggregator (see ``after_step`` of the base)."""
+        self.weighting.after_step(losses)
+        if self.aggregator is not None:
+            self.aggregator.after_step(losses)
 
 
 def get(identifier: str, **options: Any) -> Weighting | Aggregator:
@@ -79,7 +138,7 @@ def names() -> dict[str, list[str]]:
 def resolve(
     balancer: Any = None,
     *,
-    level: str = "param",
+    level: Level | str = Level.PARAM,
     log_conflicts: bool = False,
     static_weights: Sequence[float] | None = None,
 ) -> Balancer:
@@ -98,7 +157,7 @@ def resolve(
     if balancer is None:
         parts: list[Any] = []
     elif isinstance(balancer, str):
-        parts = [p.strip() for p in balancer.split("+")]
+        parts = split_name(balancer)
     elif isinstance(balancer, (list, tuple)):
         parts = list(balancer)
     else:

@@ -23,15 +23,9 @@ class AlignedMTL(Aggregator):
     the resolution of float32 gradients whatever the dtype of J), so a
     zero row (absent task) falls out of the range of G and gets weight 0 without affecting the others.
     All-zero J gives a zero update.
-
-    Args:
-        seed: unused (no randomness); kept for a uniform constructor.
     """
 
     gramian_based = True
-
-    def __init__(self, *, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
 
     def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
         assert self.num_tasks is not None

@@ -68,13 +68,12 @@ class CAGrad(Aggregator):
     Args:
         c: radius of the ball relative to ‖g0‖ (0 gives the mean gradient).
         rescale: 0 for no rescaling, 1 to divide by ``1 + c²``.
-        seed: unused (no randomness); kept for a uniform constructor.
     """
 
     gramian_based = True
 
-    def __init__(self, *, c: float = 0.5, rescale: int = 1, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+    def __init__(self, *, c: float = 0.5, rescale: int = 1) -> None:
+        super().__init__()
         if not c >= 0.0:
             raise ValueError(f"Expected `c` to be a non-negative number. Received: c={c}")
         if rescale not in (0, 1):

@@ -23,7 +23,6 @@ class DualProj(DualConeAggregator):
 
     Args:
         eps: regularisation added to the Frobenius-normalised Gram matrix (TorchJD: 1e-4).
-        seed: unused (no randomness); kept for a uniform constructor.
     """
 
     def _row_weights(self, g: tf.Tensor) -> tf.Tensor:

@@ -31,8 +31,11 @@ class GradDrop(Aggregator):
         seed: seeds the dropout draws.
     """
 
+    randomised = True
+
     def __init__(self, *, leak: float = 0.0, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+        super().__init__()
+        self.seed = seed
         if not 0.0 <= leak <= 1.0:
             raise ValueError(f"Expected `leak` to be in [0, 1]. Received: leak={leak}")
         self.leak = float(leak)

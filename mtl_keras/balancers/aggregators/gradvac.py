@@ -46,9 +46,11 @@ class GradVac(Aggregator):
     """
 
     gramian_based = True
+    randomised = True
 
     def __init__(self, *, beta: float = 0.01, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+        super().__init__()
+        self.seed = seed
         if not 0.0 < beta <= 1.0:
             raise ValueError(f"Expected `beta` to be in (0, 1]. Received: beta={beta}")
         self.beta = float(beta)

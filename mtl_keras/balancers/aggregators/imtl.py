@@ -22,15 +22,9 @@ class IMTL(Aggregator):
 
     Tasks with a zero gradient (absent from the batch) get weight 0 and are left out of the equal-
     projection conditions; the weights of the others sum to 1. All-zero J gives a zero update.
-
-    Args:
-        seed: unused (no randomness); kept for a uniform constructor.
     """
 
     gramian_based = True
-
-    def __init__(self, *, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
 
     def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
         assert self.num_tasks is not None

@@ -14,9 +14,6 @@ class Mean(Sum):
     task with no labels in the batch has a zero gradient and still counts in the 1/T, as it does when
     the weighted losses are summed. The result is a fixed combination of the rows, so the model skips
     the Jacobian and back-propagates ``(1/T) Σ_i L_i`` once (``needs_jacobian = False``).
-
-    Args:
-        seed: unused (no randomness); kept for a uniform constructor.
     """
 
     def row_weight(self, num_tasks: int) -> float:

@@ -23,15 +23,9 @@ class MGDA(Aggregator):
 
     Tasks with a zero gradient (absent from the batch) are left out of the hull: otherwise the zero
     vector would be in the hull and the update would always vanish. All-zero J gives a zero update.
-
-    Args:
-        seed: unused (no randomness); kept for a uniform constructor.
     """
 
     gramian_based = True
-
-    def __init__(self, *, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
 
     def _row_weights(self, g: tf.Tensor) -> tf.Tensor:
         return mgda_weights(g)

@@ -75,13 +75,12 @@ class NashMTL(Aggregator):
 
     Args:
         max_norm: clip the norm of the update to this value; None or 0 disables clipping.
-        seed: unused (no randomness); kept for a uniform constructor.
     """
 
     gramian_based = True
 
-    def __init__(self, *, max_norm: float | None = 1.0, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+    def __init__(self, *, max_norm: float | None = 1.0) -> None:
+        super().__init__()
         if max_norm is not None:
             if not max_norm >= 0.0:
                 raise ValueError(

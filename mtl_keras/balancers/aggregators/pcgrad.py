@@ -34,9 +34,11 @@ class PCGrad(Aggregator):
     """
 
     gramian_based = True
+    randomised = True
 
     def __init__(self, *, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+        super().__init__()
+        self.seed = seed
 
     def build(self, num_tasks: int) -> None:
         super().build(num_tasks)

@@ -13,15 +13,9 @@ class Sum(Aggregator):
 
     The result is a fixed combination of the rows, so the model skips the Jacobian and back-propagates
     the combined loss once (``needs_jacobian = False``). Subclasses change only :meth:`row_weight`.
-
-    Args:
-        seed: unused (no randomness); kept for a uniform constructor.
     """
 
     needs_jacobian = False
-
-    def __init__(self, *, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
 
     def row_weight(self, num_tasks: int) -> float:
         """The weight every task's gradient gets."""

@@ -16,8 +16,8 @@ class DualConeAggregator(Aggregator):
 
     gramian_based = True
 
-    def __init__(self, *, eps: float = 0.0, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+    def __init__(self, *, eps: float = 0.0) -> None:
+        super().__init__()
         if not eps >= 0.0:
             raise ValueError(f"Expected `eps` to be a non-negative number. Received: eps={eps}")
         self.eps = float(eps)
@@ -72,7 +72,6 @@ class UPGrad(DualConeAggregator):
 
     Args:
         eps: regularisation added to the Frobenius-normalised Gram matrix (TorchJD: 1e-4).
-        seed: unused (no randomness); kept for a uniform constructor.
     """
 
     def _row_weights(self, g: tf.Tensor) -> tf.Tensor:

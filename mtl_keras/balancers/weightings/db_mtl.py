@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.balancers.base import WEIGHTINGS, Weighting
+from mtl_keras.balancers.base import WEIGHTINGS, NormScope, Weighting
 
 
 @WEIGHTINGS.register("db_mtl")
@@ -22,8 +22,10 @@ class DBMTL(Weighting):
     loss weighting (composable with any aggregator) and needs no (T, P) state. β = 0.9 as in the paper.
     """
 
-    def __init__(self, *, beta: float = 0.9, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+    norms_over = NormScope.SHARED
+
+    def __init__(self, *, beta: float = 0.9) -> None:
+        super().__init__()
         if not 0 <= beta < 1:
             raise ValueError(f"Expected `beta` in [0, 1). Received: beta={beta!r}")
         self.beta = float(beta)
@@ -33,12 +35,6 @@ class DBMTL(Weighting):
         self.ema = self.add_variable(tf.zeros([num_tasks]), "db_mtl_norm_ema")
         self.step = self.add_variable(0.0, "db_mtl_step")
         self.last = self.add_variable(tf.ones([num_tasks]), "db_mtl_weights")
-
-    def norm_variables(self, model: Any) -> list[Any]:
-        variables = model.shared_variables
-        if not variables:
-            raise ValueError(f"DB-MTL needs shared variables; model {model.name!r} declares none.")
-        return list(variables)
 
     def weights(self) -> tf.Tensor:
         return tf.convert_to_tensor(self.last)

@@ -19,8 +19,8 @@ class DWA(Weighting):
         temperature: τ (2 in the paper).
     """
 
-    def __init__(self, *, temperature: float = 2.0, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+    def __init__(self, *, temperature: float = 2.0) -> None:
+        super().__init__()
         if not temperature > 0:
             raise ValueError(f"Expected `temperature` to be positive. Received: temperature={temperature!r}")
         self.temperature = float(temperature)

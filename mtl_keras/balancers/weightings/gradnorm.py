@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.balancers.base import WEIGHTINGS, Weighting
+from mtl_keras.balancers.base import WEIGHTINGS, NormScope, Weighting
 
 
 @WEIGHTINGS.register("gradnorm")
@@ -24,8 +24,10 @@ class GradNorm(Weighting):
         learning_rate: Adam learning rate of the weights.
     """
 
-    def __init__(self, *, alpha: float = 1.5, learning_rate: float = 0.025, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+    norms_over = NormScope.LAST_SHARED_LAYER
+
+    def __init__(self, *, alpha: float = 1.5, learning_rate: float = 0.025) -> None:
+        super().__init__()
         if alpha < 0:
             raise ValueError(f"Expected `alpha` to be non-negative. Received: alpha={alpha!r}")
         if not learning_rate > 0:
@@ -42,12 +44,6 @@ class GradNorm(Weighting):
         self.m = self.add_variable(tf.zeros([num_tasks]), "gradnorm_adam_m")
         self.v = self.add_variable(tf.zeros([num_tasks]), "gradnorm_adam_v")
         self.step = self.add_variable(0.0, "gradnorm_step")
-
-    def norm_variables(self, model: Any) -> list[Any]:
-        variables = model.last_shared_variables
-        if not variables:
-            raise ValueError(f"GradNorm needs a shared layer; model {model.name!r} declares none.")
-        return list(variables)
 
     def weights(self) -> tf.Tensor:
         return tf.convert_to_tensor(self.task_weights)

@@ -19,8 +19,8 @@ class InverseValidation(Weighting):
             reads ``val_<task>_<metric>``. Weights stay 1 until the first epoch with validation data.
     """
 
-    def __init__(self, *, metric: str = "loss", seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+    def __init__(self, *, metric: str = "loss") -> None:
+        super().__init__()
         self.metric = metric
 
     def build(self, num_tasks: int) -> None:

@@ -12,7 +12,17 @@ from mtl_keras.balancers.base import WEIGHTINGS, Weighting
 @WEIGHTINGS.register("rlw")
 class RLW(Weighting):
     """λ = softmax(z), z ~ N(0, I) drawn afresh every training step (stateless, seeded by ``(seed, step)``
-    so every replica draws the same weights). Evaluation uses the expected weights 1/T."""
+    so every replica draws the same weights). Evaluation uses the expected weights 1/T.
+
+    Args:
+        seed: seeds the draws; step ``k`` uses the stateless seed ``(seed, k)``.
+    """
+
+    randomised = True
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        super().__init__()
+        self.seed = seed
 
     def build(self, num_tasks: int) -> None:
         super().build(num_tasks)

@@ -18,8 +18,8 @@ class Static(Weighting):
         weights: one non-negative weight per task, in the model's task order; ``None`` means 1 for every task.
     """
 
-    def __init__(self, *, weights: Sequence[float] | None = None, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
+    def __init__(self, *, weights: Sequence[float] | None = None) -> None:
+        super().__init__()
         if weights is not None:
             weights = [float(w) for w in weights]
             if any(w < 0 for w in weights):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,6 +17,11 @@ RNG = np.random.default_rng(3)
 JACOBIAN = RNG.normal(size=(3, 17)).astype(np.float32)
 #: Column blocks of JACOBIAN shaped like variables: a (5,) bias, a (2, 3) kernel, a (6,) vector.
 SHAPES = [(5,), (2, 3), (6,)]
+
+
+def make(name: str) -> Any:
+    """The aggregator called ``name``, seeded when it draws random numbers (only those take a seed)."""
+    return AGGREGATORS.get(name, **({"seed": 5} if AGGREGATORS.lookup(name).randomised else {}))
 
 
 def split(jacobian: np.ndarray) -> list[tf.Tensor]:
@@ -31,7 +38,7 @@ def split(jacobian: np.ndarray) -> list[tf.Tensor]:
 def test_aggregate_blocks_equals_aggregate(name: str) -> None:
     """Same seed, same calls: the blocks' results, flattened and concatenated, are ``aggregate(J)`` (up to
     the float32 summation order of the Gram matrix, which the degenerate second J amplifies a little)."""
-    whole, by_block = AGGREGATORS.get(name, seed=5), AGGREGATORS.get(name, seed=5)
+    whole, by_block = make(name), make(name)
     inputs = [JACOBIAN]
     if name != "cagrad":
         # With 0 in the convex hull, CAGrad's update is g0 + √φ g_w/‖g_w‖ at g_w → 0: the direction is a
@@ -48,7 +55,7 @@ def test_aggregate_blocks_equals_aggregate(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_aggregate_rows_equals_aggregate_blocks(name: str) -> None:
     """The per-task form ``rows[i][k]`` gives the same update as the stacked blocks."""
-    by_rows, by_block = AGGREGATORS.get(name, seed=5), AGGREGATORS.get(name, seed=5)
+    by_rows, by_block = make(name), make(name)
     blocks = split(JACOBIAN)
     rows = [[block[i] for block in blocks] for i in range(JACOBIAN.shape[0])]
     for _ in range(2):
@@ -63,8 +70,8 @@ def test_aggregate_rows_equals_aggregate_blocks(name: str) -> None:
 def test_row_weights_reproduce_aggregate(name: str) -> None:
     """``Jᵀ row_weights(J Jᵀ)`` is the update, with the Gram matrix computed independently in float64."""
     gram = tf.constant(JACOBIAN.astype(np.float64) @ JACOBIAN.astype(np.float64).T)
-    weights = AGGREGATORS.get(name, seed=5).row_weights(gram).numpy()
-    expected = AGGREGATORS.get(name, seed=5).aggregate(tf.constant(JACOBIAN)).numpy()
+    weights = make(name).row_weights(gram).numpy()
+    expected = make(name).aggregate(tf.constant(JACOBIAN)).numpy()
     np.testing.assert_allclose(weights @ JACOBIAN.astype(np.float64), expected, rtol=1e-5, atol=1e-6)
 
 
