@@ -25,6 +25,7 @@ from mtl_keras.layers._checks import check_positive_int, check_positive_ints
 from mtl_keras.layers.cross_stitch import CrossStitch
 from mtl_keras.layers.sluice import LayerStitch
 from mtl_keras.model import MultiTaskModel
+from mtl_keras.option_types import NonNegativeInt, PositiveFloat, PositiveInt, Rate, Units
 from mtl_keras.tasks import Task
 
 
@@ -59,7 +60,7 @@ def stitched_columns(
     stitch_after: list[int],
     activation: str,
     lr_multiplier: float,
-    num_subspaces: int = 1,
+    num_subspaces: PositiveInt = 1,
 ) -> tuple[list[list[Any]], list[keras.layers.Layer]]:
     """Build one column per task; return (the columns' outputs after every block, the shared layers).
 
@@ -104,12 +105,12 @@ def graph(
     *,
     prefix: str = "",
     blocks: Sequence[Block] = (64, 32),
-    stitch_after: Sequence[int] | int | None = None,
-    tower_units: Sequence[int] = (16,),
+    stitch_after: Sequence[NonNegativeInt] | NonNegativeInt | None = None,
+    tower_units: Units = (16,),
     activation: str = "relu",
-    lr_multiplier: float = 10.0,
-    dropout: float = 0.0,
-    num_subspaces: int = 1,
+    lr_multiplier: PositiveFloat = 10.0,
+    dropout: Rate = 0.0,
+    num_subspaces: PositiveInt = 1,
     layer_stitch: bool = False,
 ) -> Graph:
     block_list = check_blocks(blocks, "blocks", non_empty=True)
@@ -150,12 +151,12 @@ def cross_stitch(
     inputs: Any,
     *,
     blocks: Sequence[Block] = (64, 32),
-    stitch_after: Sequence[int] | int | None = None,
-    tower_units: Sequence[int] = (16,),
+    stitch_after: Sequence[NonNegativeInt] | NonNegativeInt | None = None,
+    tower_units: Units = (16,),
     activation: str = "relu",
-    lr_multiplier: float = 10.0,
-    dropout: float = 0.0,
-    num_subspaces: int = 1,
+    lr_multiplier: PositiveFloat = 10.0,
+    dropout: Rate = 0.0,
+    num_subspaces: PositiveInt = 1,
     layer_stitch: bool = False,
     balancer: Any = None,
     name: str = "cross_stitch",

@@ -7,7 +7,6 @@ their adversarial task discriminator.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -16,6 +15,7 @@ from mtl_keras.builders._common import Graph, build_model, flatten, task_output
 from mtl_keras.layers._checks import check_positive_ints
 from mtl_keras.layers.orthogonality import OrthogonalityPenalty
 from mtl_keras.model import MultiTaskModel
+from mtl_keras.option_types import NonNegativeFloat, Rate, Units
 from mtl_keras.tasks import Task
 
 
@@ -24,12 +24,12 @@ def graph(
     features: Any,
     *,
     prefix: str = "",
-    shared_units: Sequence[int] = (32,),
-    private_units: Sequence[int] = (16,),
-    strength: float = 1e-4,
-    tower_units: Sequence[int] = (16,),
+    shared_units: Units = (32,),
+    private_units: Units = (16,),
+    strength: NonNegativeFloat = 1e-4,
+    tower_units: Units = (16,),
     activation: str = "relu",
-    dropout: float = 0.0,
+    dropout: Rate = 0.0,
 ) -> Graph:
     shared_units = check_positive_ints(shared_units, "shared_units", allow_empty=False)
     private_units = check_positive_ints(private_units, "private_units", allow_empty=False)
@@ -58,12 +58,12 @@ def shared_private(
     tasks: Any,
     inputs: Any,
     *,
-    shared_units: Sequence[int] = (32,),
-    private_units: Sequence[int] = (16,),
-    strength: float = 1e-4,
-    tower_units: Sequence[int] = (16,),
+    shared_units: Units = (32,),
+    private_units: Units = (16,),
+    strength: NonNegativeFloat = 1e-4,
+    tower_units: Units = (16,),
     activation: str = "relu",
-    dropout: float = 0.0,
+    dropout: Rate = 0.0,
     balancer: Any = None,
     name: str = "shared_private",
 ) -> MultiTaskModel:

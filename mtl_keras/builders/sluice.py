@@ -9,6 +9,7 @@ from mtl_keras.builders._common import Block, Graph
 from mtl_keras.builders.cross_stitch import cross_stitch
 from mtl_keras.builders.cross_stitch import graph as cross_stitch_graph
 from mtl_keras.model import MultiTaskModel
+from mtl_keras.option_types import PositiveFloat, PositiveInt, Rate, Units
 from mtl_keras.tasks import Task
 
 
@@ -18,11 +19,11 @@ def graph(
     *,
     prefix: str = "",
     blocks: Sequence[Block] = (32, 32),
-    num_subspaces: int = 2,
-    tower_units: Sequence[int] = (16,),
+    num_subspaces: PositiveInt = 2,
+    tower_units: Units = (16,),
     activation: str = "relu",
-    lr_multiplier: float = 10.0,
-    dropout: float = 0.0,
+    lr_multiplier: PositiveFloat = 10.0,
+    dropout: Rate = 0.0,
 ) -> Graph:
     """The cross-stitch graph with a unit after every block, ``num_subspaces`` and layer stitches."""
     return cross_stitch_graph(
@@ -44,11 +45,11 @@ def sluice(
     inputs: Any,
     *,
     blocks: Sequence[Block] = (32, 32),
-    num_subspaces: int = 2,
-    tower_units: Sequence[int] = (16,),
+    num_subspaces: PositiveInt = 2,
+    tower_units: Units = (16,),
     activation: str = "relu",
-    lr_multiplier: float = 10.0,
-    dropout: float = 0.0,
+    lr_multiplier: PositiveFloat = 10.0,
+    dropout: Rate = 0.0,
     balancer: Any = None,
     name: str = "sluice",
 ) -> MultiTaskModel:

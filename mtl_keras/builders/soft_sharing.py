@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from mtl_keras.builders._common import Graph, build_model, flatten, task_output
 from mtl_keras.layers._checks import check_positive_ints
 from mtl_keras.layers.soft_sharing import SoftSharedDense
 from mtl_keras.model import MultiTaskModel
+from mtl_keras.option_types import NonNegativeFloat, Rate, Units
 from mtl_keras.tasks import Task
 
 
@@ -17,11 +17,11 @@ def graph(
     features: Any,
     *,
     prefix: str = "",
-    units: Sequence[int] = (64, 32),
-    strength: float = 1e-3,
-    tower_units: Sequence[int] = (16,),
+    units: Units = (64, 32),
+    strength: NonNegativeFloat = 1e-3,
+    tower_units: Units = (16,),
     activation: str = "relu",
-    dropout: float = 0.0,
+    dropout: Rate = 0.0,
 ) -> Graph:
     units = check_positive_ints(units, "units", allow_empty=False)
     tower_units = check_positive_ints(tower_units, "tower_units")
@@ -46,11 +46,11 @@ def soft_sharing(
     tasks: Any,
     inputs: Any,
     *,
-    units: Sequence[int] = (64, 32),
-    strength: float = 1e-3,
-    tower_units: Sequence[int] = (16,),
+    units: Units = (64, 32),
+    strength: NonNegativeFloat = 1e-3,
+    tower_units: Units = (16,),
     activation: str = "relu",
-    dropout: float = 0.0,
+    dropout: Rate = 0.0,
     balancer: Any = None,
     name: str = "soft_sharing",
 ) -> MultiTaskModel:

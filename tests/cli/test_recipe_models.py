@@ -25,12 +25,19 @@ def test_attributes_defaults_and_dump_round_trip():
     assert isinstance(recipe, Recipe)
     assert recipe.architecture.name == "hard_sharing"
     assert recipe.architecture.options == {"trunk": [8], "tower_units": [4]}  # a size is a list of one
-    assert recipe.training.optimizer.learning_rate == 1.0 and isinstance(recipe.training.optimizer.learning_rate, float)
+    assert recipe.training.optimizer.learning_rate == 1.0 and isinstance(
+        recipe.training.optimizer.learning_rate, float
+    )
     assert recipe.balancer.parts == [] and recipe.balancer.level == "param"
     assert recipe.baseline_epochs == 1 and recipe.data.options["n"] == 64
     dumped = recipe.model_dump()
     assert dumped["architecture"] == {"name": "hard_sharing", "trunk": [8], "tower_units": [4]}
-    assert dumped["balancer"] == {"weighting": None, "aggregator": None, "level": "param", "log_conflicts": False}
+    assert dumped["balancer"] == {
+        "weighting": None,
+        "aggregator": None,
+        "level": "param",
+        "log_conflicts": False,
+    }
     assert validate(json.loads(json.dumps(dumped))) == recipe
     assert recipe["training"]["epochs"] == 1 and "search" not in recipe
 
@@ -41,9 +48,13 @@ def test_option_types_come_from_the_signature():
     fields = options_model(mmoe).model_fields
     assert {"num_experts", "expert_units", "tower_units", "dropout"} <= set(fields)
     assert not {"tasks", "inputs", "name", "balancer"} & set(fields)
-    with pytest.raises(RecipeError, match=r"^architecture\.dropout: expected a number in \[0, 1\), got 1\.0$"):
+    with pytest.raises(
+        RecipeError, match=r"^architecture\.dropout: expected a number in \[0, 1\), got 1\.0$"
+    ):
         validate({**TINY, "architecture": {"name": "mmoe", "dropout": 1.0}})
-    with pytest.raises(RecipeError, match=r"^architecture\.tower_units\[1\]: expected a positive integer, got 0$"):
+    with pytest.raises(
+        RecipeError, match=r"^architecture\.tower_units\[1\]: expected a positive integer, got 0$"
+    ):
         validate({**TINY, "architecture": {"name": "mmoe", "tower_units": [8, 0]}})
     with pytest.raises(RecipeError, match=r"^balancer\.aggregator\.c: expected .*, got 'x'$"):
         validate({**TINY, "balancer": {"aggregator": {"name": "cagrad", "c": "x"}}})
