@@ -111,29 +111,32 @@ def flatten(x: Any, name: str) -> Any:
 
 
 def tower(task: Task, units: Sequence[int], *, dropout: float = 0.0, prefix: str = "") -> Tower:
-    """The tower of ``task``: hidden ``units`` then the output layer its kind needs."""
+    """The tower of ``task``: hidden ``units`` then its linear output layer (the logits); the activation its
+    kind needs comes after, in :func:`float32_output`."""
     return Tower(
         units=units,
         output_units=task.output_units,
-        output_activation=task.activation,
+        output_activation="linear",
         dropout=check_rate(dropout, "dropout"),
         name=f"{prefix}tower_{task.name}",
     )
 
 
-def float32_output(x: Any, task_name: str, *, prefix: str = "") -> Any:
-    """The final layer of task ``task_name``'s output: an identity computed in float32.
+def float32_output(x: Any, task_name: str, *, activation: str = "linear", prefix: str = "") -> Any:
+    """The final layer of task ``task_name``'s output: ``activation`` computed in float32.
 
     Under a mixed policy the layers before it return the compute dtype (float16); this layer's own
-    ``dtype="float32"`` casts its input, so every head output, loss and probability is float32. It has no
-    variables; under a float32 policy it changes nothing.
+    ``dtype="float32"`` casts its input first, so the sigmoid or softmax, every head output and every loss
+    are float32 (Keras's advice for mixed precision). It has no variables; under a float32 policy it is the
+    activation a Dense layer would have applied.
     """
-    return keras.layers.Activation("linear", dtype="float32", name=f"{prefix}output_{task_name}")(x)
+    return keras.layers.Activation(activation, dtype="float32", name=f"{prefix}output_{task_name}")(x)
 
 
 def task_output(task: Task, x: Any, units: Sequence[int], *, dropout: float = 0.0, prefix: str = "") -> Any:
-    """Task ``task``'s output on ``x``: its :func:`tower`, then :func:`float32_output`."""
-    return float32_output(tower(task, units, dropout=dropout, prefix=prefix)(x), task.name, prefix=prefix)
+    """Task ``task``'s output on ``x``: its :func:`tower`, then :func:`float32_output` with its activation."""
+    logits = tower(task, units, dropout=dropout, prefix=prefix)(x)
+    return float32_output(logits, task.name, activation=task.activation, prefix=prefix)
 
 
 def build_model(

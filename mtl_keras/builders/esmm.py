@@ -156,11 +156,11 @@ def graph(
         h = layer(h)
         bottom.append(layer)
     ctr_tower = tower(by_name[ctr], tower_units, dropout=dropout, prefix=prefix)
-    p_ctr = float32_output(ctr_tower(h), ctr, prefix=prefix)
-    p_cvr = float32_output(
-        tower(by_name[cvr], tower_units, dropout=dropout, prefix=prefix)(h), cvr, prefix=prefix
-    )
-    product = keras.layers.Multiply(name=f"{prefix}product_{ctcvr}")([p_ctr, p_cvr])
+    p_ctr = float32_output(ctr_tower(h), ctr, activation=by_name[ctr].activation, prefix=prefix)
+    cvr_logits = tower(by_name[cvr], tower_units, dropout=dropout, prefix=prefix)(h)
+    p_cvr = float32_output(cvr_logits, cvr, activation=by_name[cvr].activation, prefix=prefix)
+    # The product of the two float32 probabilities is taken in float32 too.
+    product = keras.layers.Multiply(dtype="float32", name=f"{prefix}product_{ctcvr}")([p_ctr, p_cvr])
     p_ctcvr = float32_output(product, ctcvr, prefix=prefix)
     # The CVR output has no loss (its labels are NaN): it makes nothing shared.
     return Graph(

@@ -92,7 +92,8 @@ def check_shared_layers(
     """Raise a ``ValueError`` naming the first layer where ``declared`` and the derived shared layers differ.
 
     With fewer than two loss-carrying outputs no variable is reachable from two of them; the declared layers
-    (a one-task model's trunk, say) are then left as they are.
+    (a one-task model's trunk, say) are then left as they are. A declared layer without trainable variables
+    (a frozen block) passes: it adds no shared variable until it is unfrozen.
     """
     if sum(name not in loss_free for name in outputs) < 2:
         return
@@ -102,7 +103,8 @@ def check_shared_layers(
     for layer in declared:
         declared_ids.add(id(layer))
         columns = by_layer.get(id(layer), {})
-        if not _shared(columns):
+        # A layer without trainable variables (a frozen block) adds nothing to the shared variables.
+        if layer.trainable_variables and not _shared(columns):
             reaching = sorted(set().union(*columns.values())) if columns else []
             raise ValueError(
                 f"Layer {layer.name!r} is declared shared, but the task outputs that reach its trainable "

@@ -8,6 +8,7 @@ import keras
 import pytest
 from helpers import toy_tasks
 
+from mtl_keras import builders
 from mtl_keras.builders._common import Graph, build_model, task_output
 from mtl_keras.builders.sharing import check_shared_layers, derive_shared_layers, reaching_outputs
 from mtl_keras.layers.soft_sharing import SoftSharedDense
@@ -104,7 +105,7 @@ def test_build_model_refuses_a_graph_whose_record_is_wrong() -> None:
         build_model(graph, toy_tasks(), 6, name="wrong")
 
 
-def test_every_head_ends_in_a_float32_identity() -> None:
+def test_every_head_ends_in_a_float32_layer() -> None:
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         x = keras.Input(shape=(6,))
@@ -115,3 +116,12 @@ def test_every_head_ends_in_a_float32_identity() -> None:
     layer = out._keras_history.operation
     assert layer.name == "p_output_a" and layer.dtype_policy.name == "float32" and not layer.weights
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
+
+
+def test_a_frozen_block_may_be_declared_shared() -> None:
+    def frozen() -> keras.layers.Layer:
+        return keras.layers.Dense(4, trainable=False)
+
+    model = builders.hard_sharing(toy_tasks(), 6, trunk=[frozen, 4], tower_units=())
+    assert model.shared_layer_names == ["shared_0", "shared_1"]
+    assert model.get_layer("shared_0").trainable_variables == []
