@@ -6,6 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from mtl_keras.balancers import Aggregator
 from mtl_keras.training.runner import Runner, Step, StepState
 
 
@@ -13,13 +14,18 @@ class LinearCombinationStep(Step):
     """The shared variables get Σ_i c_i ∇(task i's term) from one backward pass of the combined loss; the
     task-specific variables their own task's gradient (the objective's). No Jacobian is built.
 
-    ``c`` comes from the aggregator's ``combination_weights()`` (read when the step is traced).
+    Args:
+        aggregator: an aggregator whose ``combination_weights()`` are not None (read when the step is traced).
     """
 
     persistent = True
 
+    def __init__(self, aggregator: Aggregator) -> None:
+        self.aggregator = aggregator
+
     def record(self, runner: Runner, state: StepState) -> None:
-        combination = runner.balancer.aggregator.combination_weights()  # type: ignore[union-attr]
+        combination = self.aggregator.combination_weights()
+        assert combination is not None, "the linear-combination step needs fixed row weights"
         combined = tf.add_n([c * term for c, term in zip(tf.unstack(combination), state.terms, strict=True)])
         state.recorded["combined"] = runner.loss_scaled(combined) + state.scaled_regularization
 

@@ -59,7 +59,7 @@ def choose_step(model: Any, balancer: Balancer) -> Step:
         if aggregator is not None:
             aggregator.build_blocks([tuple(v.shape) for v in model.shared_variables])
     elif aggregator is not None and aggregator.combination_weights() is not None:
-        step = LinearCombinationStep()
+        step = LinearCombinationStep(aggregator)
     else:
         step = None
     scope = balancer.weighting.norms_over

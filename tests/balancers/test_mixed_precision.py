@@ -1,6 +1,6 @@
 """Balancers under the ``mixed_float16`` policy: float16 compute, float32 variables and heads, loss scaling.
 
-The model computes the trunk and the towers' hidden layers in float16, while every tower's output layer is
+The model computes the trunk and the towers in float16, while every task's final output layer is
 float32 (losses and probabilities stay float32); Keras wraps the optimizer in a ``LossScaleOptimizer`` and
 the train step differentiates loss-scaled objectives (param level: the task rows are unscaled before the
 aggregator and rescaled after; rep level: the aggregated representation gradient is rescaled before it is
@@ -59,7 +59,8 @@ def test_trains_under_mixed_float16(mixed_policy: None, key: str, balancer: str 
     model = _model()
     for task in model.task_names:
         tower = model.get_layer(f"tower_{task}")
-        assert tower.head.dtype_policy.name == "float32"
+        # Every head ends in a float32 output layer after its tower (builders' `float32_output`).
+        assert model.get_layer(f"output_{task}").dtype_policy.name == "float32"
         assert tower.compute_dtype == "float16"
     assert model.get_layer("shared_0").compute_dtype == "float16"
     assert all(v.dtype == "float32" for v in model.trainable_variables)
