@@ -58,7 +58,9 @@ class DataSpec(Named):
     """``{name: <bundled data set>, <loader option>: ...}`` or ``{tfds: {name: ..., tasks: ...}}``.
 
     ``name`` is the key of :data:`mtl_keras.data.DATASETS` (``"tfds"`` for a ``tfds:`` block) and
-    ``options`` the keyword arguments of that loader.
+    ``options`` the keyword arguments of that loader, checked against its signature. A new source is one
+    more loader there (``{name: csv, path: ...}`` is then checked like the others), or one more block form
+    parsed here and dumped back by ``_flat``.
     """
 
     @model_validator(mode="before")

@@ -114,3 +114,18 @@ def test_a_balancer_registered_in_a_user_module_works_by_name(tmp_path, capsys):
     assert main(["--quiet", "train", str(path), "--output", str(out)]) == 0
     assert json.loads((out / "recipe.json").read_text())["imports"] == ["my_balancers"]
     capsys.readouterr()
+
+
+def test_train_on_a_search_recipe_uses_its_own_values(tmp_path):
+    search = {
+        "objective": {"kind": "mean_normalized"},
+        "space": {"architecture.trunk": {"choice": [[4], [8]]}},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "search": search}))
+    out = tmp_path / "run"
+    assert main(["--quiet", "train", str(path), "--output", str(out)]) == 0
+    assert json.loads((out / "recipe.json").read_text())["architecture"]["trunk"] == [8]
+    bad = {**search, "space": {"data.n": {"int": [1, 2]}}}
+    path.write_text(yaml.safe_dump({**TINY, "search": bad}))
+    assert main(["--quiet", "train", str(path), "--output", str(tmp_path / "other")]) == 2
