@@ -14,10 +14,16 @@ level. What that means for each architecture:
   a list of columns, column ``k`` computed from input ``k`` (or from its one input) with variable group
   ``k`` only. Walking back from its output ``k`` reaches its column ``k`` and input ``k``, so it is shared
   only when two outputs reach the same column.
+* PLE: the derivation gives what :mod:`mtl_keras.builders.ple` lists by hand (shared experts and gates,
+  inner levels' task experts, the task gates that feed them).
 * An output *without a loss* of its own (ESMM's CVR head, learned only through the CTCVR product) makes no
-  variable shared: only outputs that carry a loss count.
+  variable shared: only outputs that carry a loss count. ESMM's CTR tower is shared (CTR and CTCVR).
 
 Layers without trainable variables (inputs, preprocessing, mixtures, flattening) are never shared.
+
+Builders keep their own record (:attr:`~mtl_keras.builders._common.Graph.shared_layers`, in the order they
+built the layers: the last one is GradNorm's ``W_s``) and ``build_model`` checks it with
+:func:`check_shared_layers`, so a wrong record fails when the model is built, naming the layer.
 """
 
 from __future__ import annotations
