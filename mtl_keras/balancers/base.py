@@ -6,7 +6,14 @@
   gradient of task ``i``'s weighted loss with respect to the shared parameters (or the shared
   representation), into one update direction (P,).
 
-A model takes one of each; adding a method is one class in one file plus ``@register_*``.
+A model takes one of each; adding a method is one class plus ``@WEIGHTINGS.register(name)`` or
+``@AGGREGATORS.register(name)`` (in this package or in a user's own module), after which its name works in
+``compile(balancer=...)`` and in recipes. What a method declares instead of receiving the model:
+``randomised`` (only then it takes ``seed``), ``Weighting.norms_over`` (which variables it needs per-task
+gradient norms of), ``Aggregator.needs_jacobian`` / ``gramian_based``; what it may implement besides its
+computation: ``after_step(losses)`` (state moved after the optimizer's update) and
+``Aggregator.build_blocks(shapes)`` (state of the Jacobian's size). The training steps that call them are in
+:mod:`mtl_keras.training`.
 """
 
 from __future__ import annotations
@@ -107,7 +114,7 @@ class Aggregator(_Balancer):
 
     * works eagerly and inside ``tf.function``;
     * a zero row (a task with no labels in the batch) never produces NaN;
-    * randomness is drawn with stateless ops seeded by ``(seed, call counter)``.
+    * randomness (``randomised`` methods only) is drawn with stateless ops seeded by ``(seed, call counter)``.
 
     Most methods only need the Gram matrix ``G = J Jᵀ`` and return a combination ``Jᵀ w`` of the rows:
     they set ``gramian_based = True`` and implement :meth:`_row_weights`. The model then never builds J:
