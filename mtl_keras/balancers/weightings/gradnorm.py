@@ -59,8 +59,10 @@ class GradNorm(Weighting):
         return w, tf.zeros_like(losses)
 
     def _update(self, w: tf.Tensor, losses: tf.Tensor, norms: tf.Tensor) -> None:
-        first = tf.equal(self.step, 0.0)
-        initial = tf.where(first, losses, tf.convert_to_tensor(self.initial_losses))
+        # L_i(0) is each task's loss at the first step that has labels for it: a task missing from the first
+        # batch would otherwise keep L_i(0) = 0, a training rate of 0 and a weight pushed to the floor.
+        recorded = tf.convert_to_tensor(self.initial_losses)
+        initial = tf.where(tf.logical_and(tf.equal(recorded, 0.0), losses > 0), losses, recorded)
         self.initial_losses.assign(initial)
         ratio = tf.math.divide_no_nan(losses, initial)
         # A task without labels in the batch (loss 0) has no defined training rate: leave it alone.

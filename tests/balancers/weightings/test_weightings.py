@@ -166,3 +166,16 @@ def test_loss_weights_and_a_non_static_weighting_are_refused():
     model = builders.hard_sharing(toy_tasks(), 12, trunk=(8,))
     with pytest.raises(ValueError, match="cannot be combined"):
         model.compile("adam", loss_weights={"a": 2.0}, balancer="uncertainty")
+
+
+def test_gradnorm_records_the_initial_loss_of_a_task_missing_from_the_first_batch():
+    """A task without labels in the first batch (loss 0) gets L_i(0) from its first labelled batch. With equal
+    losses and gradient norms from then on, every training rate is 1 and the target equals G_i, so the weights
+    stay at 1 (sign(0) = 0). Recording L_b(0) = 0 gave task b a rate of 0 and pushed its weight to 1e-6."""
+    gradnorm = balancers.get("gradnorm", alpha=1.5)
+    gradnorm.build(2)
+    gradnorm.weigh(tf.constant([1.0, 0.0]), gradient_norms=tf.constant([1.0, 0.0]))
+    for _ in range(50):
+        gradnorm.weigh(tf.constant([1.0, 1.0]), gradient_norms=tf.constant([1.0, 1.0]))
+    np.testing.assert_allclose(gradnorm.initial_losses.numpy(), [1.0, 1.0])
+    np.testing.assert_allclose(gradnorm.weights().numpy(), [1.0, 1.0], atol=1e-6)
