@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, model_serializer, model_validator
 
 from mtl_keras._registry import suggest
+from mtl_keras.balancers import AGGREGATORS, WEIGHTINGS, Level, split_name
 from mtl_keras.recipes.errors import RecipeError
 from mtl_keras.recipes.options import check_options
 from mtl_keras.recipes.sections import Section
@@ -106,9 +107,11 @@ class ArchitectureSpec(Named):
 
 
 def _registries() -> tuple[Any, Any]:
-    from mtl_keras.balancers import AGGREGATORS, WEIGHTINGS
-
     return WEIGHTINGS, AGGREGATORS
+
+
+#: the levels, as defined by mtl_keras.balancers.Level
+_LEVELS = tuple(level.value for level in Level)
 
 
 class ComponentSpec(Named):
@@ -128,7 +131,7 @@ class BalancerSpec(Section):
 
     weighting: ComponentSpec | None = None
     aggregator: ComponentSpec | None = None
-    level: Literal["param", "rep"] = "param"
+    level: Literal[_LEVELS] = Level.PARAM.value  # type: ignore[valid-type]
     log_conflicts: bool = False
 
     @model_validator(mode="before")
@@ -163,7 +166,7 @@ class BalancerSpec(Section):
 
 
 def _split_names(text: str, weightings: list[str], aggregators: list[str]) -> dict[str, str]:
-    parts = [p.strip() for p in text.split("+")]
+    parts = split_name(text)
     result: dict[str, str] = {}
     for i, part in enumerate(parts):
         if part in weightings and "weighting" not in result:
