@@ -60,6 +60,41 @@ def test_option_types_come_from_the_signature():
         validate({**TINY, "balancer": {"aggregator": {"name": "cagrad", "c": "x"}}})
 
 
+@pytest.mark.parametrize(
+    ("balancer", "message"),
+    [
+        (
+            {"aggregator": {"name": "cagrad", "c": -1}},
+            r"^balancer\.aggregator\.c: expected a non-negative number, got -1$",
+        ),
+        (
+            {"aggregator": {"name": "cagrad", "rescale": 2}},
+            r"^balancer\.aggregator\.rescale: expected one of \[0, 1\], got 2$",
+        ),
+        (
+            {"weighting": {"name": "dwa", "temperature": 0}},
+            r"^balancer\.weighting\.temperature: expected a positive number, got 0$",
+        ),
+        (
+            {"weighting": {"name": "db_mtl", "beta": 1.0}},
+            r"^balancer\.weighting\.beta: expected a number in \[0, 1\), got 1\.0$",
+        ),
+        (
+            {"aggregator": {"name": "gradvac", "beta": 0}},
+            r"^balancer\.aggregator\.beta: expected a number in \(0, 1\], got 0$",
+        ),
+        (
+            {"aggregator": {"name": "graddrop", "leak": 2}},
+            r"^balancer\.aggregator\.leak: expected a number in \[0, 1\], got 2$",
+        ),
+    ],
+)
+def test_balancer_option_bounds_come_from_the_signature(balancer, message):
+    """Bounds written in a balancer's signature (mtl_keras.option_types) are checked before anything is built."""
+    with pytest.raises(RecipeError, match=message):
+        validate({**TINY, "balancer": balancer})
+
+
 def test_tfds_as_a_data_name_gets_a_hint(tmp_path, capsys):
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump({**TINY, "data": {"name": "tfds"}}))

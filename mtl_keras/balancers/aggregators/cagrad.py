@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import tensorflow as tf
 
 from mtl_keras.balancers.aggregators._common import active_rows, compiled, normalize, small_matvec
 from mtl_keras.balancers.aggregators._interior_point import minimize
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
+from mtl_keras.option_types import NonNegativeFloat
 
 #: Added to ‖g_w‖² inside the square root, so the dual objective stays smooth when 0 is in the hull.
 _SMOOTHING = 1e-14
@@ -72,7 +73,7 @@ class CAGrad(Aggregator):
 
     gramian_based = True
 
-    def __init__(self, *, c: float = 0.5, rescale: int = 1) -> None:
+    def __init__(self, *, c: NonNegativeFloat = 0.5, rescale: Literal[0, 1] = 1) -> None:
         super().__init__()
         if not c >= 0.0:
             raise ValueError(f"Expected `c` to be a non-negative number. Received: c={c}")

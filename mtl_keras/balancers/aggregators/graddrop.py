@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from mtl_keras.balancers.aggregators._common import compiled, next_seed, step_counter
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
+from mtl_keras.option_types import Probability
 
 
 @AGGREGATORS.register("graddrop")
@@ -33,7 +34,7 @@ class GradDrop(Aggregator):
 
     randomised = True
 
-    def __init__(self, *, leak: float = 0.0, seed: int | None = None) -> None:
+    def __init__(self, *, leak: Probability = 0.0, seed: int | None = None) -> None:
         super().__init__()
         self.seed = seed
         if not 0.0 <= leak <= 1.0:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import tensorflow as tf
+from annotated_types import Interval
 
 from mtl_keras.balancers.aggregators._common import (
     active_rows,
@@ -48,7 +49,9 @@ class GradVac(Aggregator):
     gramian_based = True
     randomised = True
 
-    def __init__(self, *, beta: float = 0.01, seed: int | None = None) -> None:
+    def __init__(
+        self, *, beta: Annotated[float, Interval(gt=0, le=1)] = 0.01, seed: int | None = None
+    ) -> None:
         super().__init__()
         self.seed = seed
         if not 0.0 < beta <= 1.0:

@@ -15,6 +15,7 @@ from mtl_keras.balancers.aggregators._common import (
     small_solve,
 )
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
+from mtl_keras.option_types import NonNegativeFloat
 
 #: Ridge added to the normalised Gram matrix. Gα = 1/α has no solution when 0 is in the convex hull of
 #: the gradients (G has a non-negative null vector); the ridge keeps α finite there (≤ 1e5 / max‖g_i‖)
@@ -79,7 +80,7 @@ class NashMTL(Aggregator):
 
     gramian_based = True
 
-    def __init__(self, *, max_norm: float | None = 1.0) -> None:
+    def __init__(self, *, max_norm: NonNegativeFloat | None = 1.0) -> None:
         super().__init__()
         if max_norm is not None:
             if not max_norm >= 0.0:

@@ -9,6 +9,7 @@ import tensorflow as tf
 from mtl_keras.balancers.aggregators._common import active_rows, compiled, decouple, normalize, small_matvec
 from mtl_keras.balancers.aggregators._interior_point import nonnegative_qp
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
+from mtl_keras.option_types import NonNegativeFloat
 
 
 class DualConeAggregator(Aggregator):
@@ -16,7 +17,7 @@ class DualConeAggregator(Aggregator):
 
     gramian_based = True
 
-    def __init__(self, *, eps: float = 0.0) -> None:
+    def __init__(self, *, eps: NonNegativeFloat = 0.0) -> None:
         super().__init__()
         if not eps >= 0.0:
             raise ValueError(f"Expected `eps` to be a non-negative number. Received: eps={eps}")

@@ -7,6 +7,7 @@ from typing import Any
 import tensorflow as tf
 
 from mtl_keras.balancers.base import WEIGHTINGS, NormScope, Weighting
+from mtl_keras.option_types import Rate
 
 
 @WEIGHTINGS.register("db_mtl")
@@ -24,7 +25,7 @@ class DBMTL(Weighting):
 
     norms_over = NormScope.SHARED
 
-    def __init__(self, *, beta: float = 0.9) -> None:
+    def __init__(self, *, beta: Rate = 0.9) -> None:
         super().__init__()
         if not 0 <= beta < 1:
             raise ValueError(f"Expected `beta` in [0, 1). Received: beta={beta!r}")

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_keras.balancers.base import WEIGHTINGS, Weighting
+from mtl_keras.option_types import PositiveFloat
 
 
 @WEIGHTINGS.register("dwa")
@@ -19,7 +20,7 @@ class DWA(Weighting):
         temperature: τ (2 in the paper).
     """
 
-    def __init__(self, *, temperature: float = 2.0) -> None:
+    def __init__(self, *, temperature: PositiveFloat = 2.0) -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"Expected `temperature` to be positive. Received: temperature={temperature!r}")

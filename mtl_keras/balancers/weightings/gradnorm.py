@@ -7,6 +7,7 @@ from typing import Any
 import tensorflow as tf
 
 from mtl_keras.balancers.base import WEIGHTINGS, NormScope, Weighting
+from mtl_keras.option_types import NonNegativeFloat, PositiveFloat
 
 
 @WEIGHTINGS.register("gradnorm")
@@ -26,7 +27,7 @@ class GradNorm(Weighting):
 
     norms_over = NormScope.LAST_SHARED_LAYER
 
-    def __init__(self, *, alpha: float = 1.5, learning_rate: float = 0.025) -> None:
+    def __init__(self, *, alpha: NonNegativeFloat = 1.5, learning_rate: PositiveFloat = 0.025) -> None:
         super().__init__()
         if alpha < 0:
             raise ValueError(f"Expected `alpha` to be non-negative. Received: alpha={alpha!r}")
