@@ -292,7 +292,7 @@ def markdown(report: dict[str, Any]) -> str:
         '"ratio of p10s" divides the 10th percentiles instead of the medians: on a machine shared with other '
         "jobs the fast steps are the ones nobody preempted, so it estimates the uncontended ratio.",
         "",
-        "How the step is built (`mtl_keras/model.py`, `mtl_keras/balancers/base.py`): one backward pass per "
+        "How the step is built (`mtl_keras/training/`, `mtl_keras/balancers/base.py`): one backward pass per "
         "task gives both its row of the Jacobian and its gradient of the task-specific variables; J is never "
         "concatenated but kept as one (T, ...) block per shared variable; Gramian-based aggregators get "
         "G = Σ_b J_b J_bᵀ (a float32 matmul per block, recomputed rescaled only on overflow or underflow), "
