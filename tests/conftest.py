@@ -14,6 +14,9 @@ tf.config.set_logical_device_configuration(
 )
 
 
+from collections.abc import Iterator  # noqa: E402
+
+import keras  # noqa: E402
 import pytest  # noqa: E402
 
 
@@ -29,3 +32,13 @@ def mirrored_strategy() -> tf.distribute.MirroredStrategy:
     if len(devices) < 2:
         pytest.skip("needs 2 logical CPU devices")
     return tf.distribute.MirroredStrategy(devices[:2])
+
+
+@pytest.fixture
+def mixed_policy() -> Iterator[None]:
+    """The global ``mixed_float16`` policy for one test, reset to float32 afterwards."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -9,7 +9,6 @@ back-propagated in float16).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -33,15 +32,6 @@ CONFIGS = [
     ("pcgrad", "pcgrad", "param"),
     ("pcgrad@rep", "pcgrad", "rep"),
 ]
-
-
-@pytest.fixture
-def mixed_policy() -> Iterator[None]:
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 def _model(seed: int = 0) -> Any:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import keras
 import numpy as np
 import pytest
 from helpers import toy_tasks
 
 from mtl_keras import builders
-
-
-@pytest.fixture
-def mixed_policy() -> Iterator[None]:
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 @pytest.mark.parametrize("name", builders.names())
