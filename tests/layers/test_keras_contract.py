@@ -32,6 +32,7 @@ from keras.src import testing as keras_testing
 from keras.src.backend.common import global_state
 
 from mtl_keras.layers.cross_stitch import CrossStitch
+from mtl_keras.layers.imputation import ImputeMissing
 from mtl_keras.layers.mixture_of_experts import ConcatExperts, Experts, Gate, GatedMixture
 from mtl_keras.layers.orthogonality import OrthogonalityPenalty
 from mtl_keras.layers.sluice import LayerStitch
@@ -204,6 +205,18 @@ CASES = [
         losses=1,
     ),
     Case("orthogonality_penalty_off", OrthogonalityPenalty, {"strength": 0.0}, ((4, 5), (4, 3)), (4, 8)),
+    # NaN -> fill value, with and without the appended 0/1 missing-indicator columns; no weights.
+    Case(
+        "impute_missing", ImputeMissing, {"fill_value": 0.5}, (4, 3), (4, 6), built_after_instantiation=True
+    ),
+    Case(
+        "impute_missing_no_indicator",
+        ImputeMissing,
+        {"fill_value": -1.0, "indicator": False},
+        (4, 3),
+        (4, 3),
+        built_after_instantiation=True,
+    ),
     # The balancer's variable container is never called (no graph position): config and serialization only.
     Case("balancer_state", BalancerState, {}),
 ]
