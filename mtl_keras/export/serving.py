@@ -7,6 +7,8 @@ Layout written under ``base_dir`` (TF Serving's model base path)::
       models.config    ModelServerConfig text proto for ``tensorflow_model_server --model_config_file``
       request.json     REST ``{"signature_name": "serving_default", "instances": [...]}``
       response.json    REST ``{"predictions": [...]}``: what the newest version answers to request.json
+      input_names.json ``{feature name: signature input name}``, only when a model input key is not a valid
+                       signature key (e.g. ``"unit price"`` is served as ``unit_price``)
 
 Signatures of every version:
 
@@ -48,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _TMP_PREFIX = ".export-tmp-"
+# ``{model input key: signature input name}`` for renamed inputs (written only when some are renamed).
+INPUT_NAMES_FILE = "input_names.json"
 
 
 # === Signatures ===
@@ -58,14 +62,18 @@ class ServingInput:
     """One named input of the serving signatures.
 
     Attributes:
-        name: the signature's input name (the model's input key, or the input tensor's name).
+        name: the signature's input name: the model's input key, or the input tensor's name when the key
+            is not a valid signature key (a raw feature such as ``"unit price"``, whose ``keras.Input`` has
+            the safe name ``unit_price``, see :func:`mtl_keras.builders.inputs.safe_input_names`).
         spec: its ``tf.TensorSpec``, batch dimension free.
         expand: the model input is ``(batch, 1)`` and the signature takes one value per example ``(batch,)``.
+        key: the model's input key (what ``fit`` / ``predict`` take); ``name`` unless renamed.
     """
 
     name: str
     spec: tf.TensorSpec
     expand: bool
+    key: str
 
 
 def _flat_inputs(model: keras.Model) -> list[tuple[str, Any]]:
@@ -79,23 +87,30 @@ def serving_inputs(model: keras.Model) -> list[ServingInput]:
     """The named inputs of ``model``'s serving signatures, in the model's input order."""
     structure = model._inputs_struct
     result = []
-    for name, tensor in _flat_inputs(model):
+    for key, tensor in _flat_inputs(model):
+        name = key if _NAME.match(key) else tensor.name
         if not _NAME.match(name):
             raise ValueError(
                 f"Expected every model input name to be a letter followed by letters, digits or '_' (a "
-                f"TF Serving signature key and Python keyword). Received input name {name!r}."
+                f"TF Serving signature key and Python keyword). Received input name {key!r}"
+                + (f" (tensor name {tensor.name!r})." if key != tensor.name else ".")
             )
         shape = tuple(tensor.shape[1:])
         # Named raw features of shape (batch, 1) are served as one value per example.
         expand = isinstance(structure, dict) and shape == (1,)
         spec_shape = (None,) if expand else (None, *shape)
         result.append(
-            ServingInput(name, tf.TensorSpec(spec_shape, tf.as_dtype(tensor.dtype), name=name), expand)
+            ServingInput(name, tf.TensorSpec(spec_shape, tf.as_dtype(tensor.dtype), name=name), expand, key)
         )
     names = [i.name for i in result]
     if len(set(names)) != len(names):
         raise ValueError(f"Expected the model inputs to have distinct names. Received: {names}")
     return result
+
+
+def input_name_mapping(model: keras.Model) -> dict[str, str]:
+    """``{model input key: signature input name}`` for the inputs whose signature name differs."""
+    return {s.key: s.name for s in serving_inputs(model) if s.key != s.name}
 
 
 def _model_inputs(model: keras.Model, specs: list[ServingInput], inputs: dict[str, tf.Tensor]) -> Any:
@@ -108,7 +123,7 @@ def _model_inputs(model: keras.Model, specs: list[ServingInput], inputs: dict[st
         tensors.append(tf.expand_dims(value, -1) if item.expand else value)
     structure = model._inputs_struct
     if isinstance(structure, dict):
-        return dict(zip([i.name for i in specs], tensors, strict=True))
+        return dict(zip([i.key for i in specs], tensors, strict=True))
     return keras.tree.pack_sequence_as(structure, tensors)
 
 
@@ -174,14 +189,18 @@ def _default_examples(specs: list[ServingInput], rows: int = 2) -> dict[str, np.
 def request_instances(model: keras.Model, request_examples: Any = None) -> list[dict[str, Any]]:
     """REST ``instances`` (one dict per row) from model inputs for a few rows.
 
-    ``request_examples`` is what ``model.predict`` takes (a dict of columns or an array); None gives two
-    rows of zeros and empty strings.
+    ``request_examples`` is what ``model.predict`` takes (a dict of columns keyed by the model's input
+    keys, or an array); None gives two rows of zeros and empty strings. The instances are keyed by the
+    signature input names (see :class:`ServingInput`).
     """
     specs = serving_inputs(model)
     if request_examples is None:
         columns = _default_examples(specs)
     elif isinstance(request_examples, dict):
-        columns = dict(request_examples)
+        renamed = {s.key: s.name for s in specs}
+        columns = {}
+        for key, value in request_examples.items():
+            columns[renamed[key] if key in renamed else str(key)] = value
     else:
         flat = keras.tree.flatten(request_examples)
         if len(flat) != len(specs):
@@ -235,7 +254,7 @@ def instances_to_model_inputs(model: keras.Model, instances: list[Any]) -> Any:
     ]
     structure = model._inputs_struct
     if isinstance(structure, dict):
-        return dict(zip([s.name for s in specs], arrays, strict=True))
+        return dict(zip([s.key for s in specs], arrays, strict=True))
     return keras.tree.pack_sequence_as(structure, arrays)
 
 
@@ -358,5 +377,13 @@ def export_for_serving(
     )
     atomic_write_text(base / rest.RESPONSE_FILE, _rows_json("predictions", response["predictions"]))
     atomic_write_text(base / rest.CONFIG_FILE, models_config_text(name, base))
+    mapping = input_name_mapping(model)
+    if mapping:
+        atomic_write_text(base / INPUT_NAMES_FILE, json.dumps(mapping, indent=2, sort_keys=True) + "\n")
+        logger.info(
+            "Model inputs served under safe signature names (written to %s): %s", INPUT_NAMES_FILE, mapping
+        )
+    else:
+        (base / INPUT_NAMES_FILE).unlink(missing_ok=True)  # describes the newest version, as request.json
     logger.info("Exported %s as version %d to %s", name, version, target)
     return target
