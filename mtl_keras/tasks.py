@@ -7,6 +7,8 @@ described by data (:data:`KINDS`), not by string comparisons in the training cod
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -94,6 +96,12 @@ class Task:
         label_fn: optional label preprocessing, applied to the raw label column (numpy in, numpy out).
             Not part of the model's saved config.
         units: output width; defaults to 1, or ``num_classes`` for multiclass.
+        label_mean: with ``label_std``, standardises a regression task's labels (usually the training mean
+            and standard deviation). The head then outputs ``label_mean + label_std * z`` for its Dense
+            output ``z``, so predictions, serving outputs and metrics stay in the labels' units, while the
+            loss compares ``(y - label_mean) / label_std`` with ``z`` (see :meth:`get_loss`). Give both or
+            neither; saved in the task's config.
+        label_std: the scale of the standardisation, a finite number > 0.
     """
 
     name: str
@@ -104,6 +112,8 @@ class Task:
     label: str | None = None
     label_fn: Callable[[np.ndarray], np.ndarray] | None = dataclasses.field(default=None, compare=False)
     units: int | None = None
+    label_mean: float | None = None
+    label_std: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -130,6 +140,7 @@ class Task:
             raise ValueError(
                 f"Expected `units` to be a positive integer for task {self.name!r}. Received: units={self.units!r}"
             )
+        self._check_standardization()
         for metric in self.metrics or ():
             if isinstance(metric, str) and metric not in KINDS[self.kind].metric_aliases:
                 aliases = sorted(KINDS[self.kind].metric_aliases)
@@ -137,6 +148,31 @@ class Task:
                     f"Unknown metric {metric!r} for {self.kind} task {self.name!r}. Expected one of {aliases}."
                     + suggest(metric, aliases)
                 )
+
+    def _check_standardization(self) -> None:
+        mean, std = self.label_mean, self.label_std
+        if mean is None and std is None:
+            return
+        if mean is None or std is None:
+            raise ValueError(
+                f"Expected both `label_mean` and `label_std` or neither for task {self.name!r}. "
+                f"Received: label_mean={mean!r}, label_std={std!r}"
+            )
+        if self.kind != "regression":
+            raise ValueError(
+                f"`label_mean`/`label_std` standardise regression labels only; task {self.name!r} has kind "
+                f"{self.kind!r}. Received: label_mean={mean!r}, label_std={std!r}"
+            )
+        for key, value in (("label_mean", mean), ("label_std", std)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(
+                    f"Expected `{key}` to be a finite number for task {self.name!r}. Received: {key}={value!r}"
+                )
+        if std <= 0:
+            raise ValueError(f"Expected `label_std` > 0 for task {self.name!r}. Received: label_std={std!r}")
+        # Plain floats, so configs are JSON and equal tasks compare equal.
+        object.__setattr__(self, "label_mean", float(mean))
+        object.__setattr__(self, "label_std", float(std))
 
     # --- what the head looks like -------------------------------------------------------------------
 
@@ -151,14 +187,30 @@ class Task:
         return KINDS[self.kind].activation
 
     @property
+    def standardized(self) -> bool:
+        """Whether the labels are standardised (``label_mean`` and ``label_std`` are set)."""
+        return self.label_std is not None
+
+    @property
     def label_column(self) -> str:
         return self.label or self.name
 
     # --- loss and metrics ---------------------------------------------------------------------------
 
-    def get_loss(self) -> Callable[[Any, Any], Any]:
-        """The loss as a function giving per-example values (masking and the mean happen in the model)."""
-        return per_example_loss(self.loss if self.loss is not None else KINDS[self.kind].default_loss)
+    def get_loss(self, loss: Any = None) -> Callable[[Any, Any], Any]:
+        """The loss as a function giving per-example values (masking and the mean happen in the model).
+
+        ``loss`` overrides the task's own loss (``compile(loss={task: ...})``). For a standardised task
+        the result is ``inner((y - label_mean) / label_std, (y_pred - label_mean) / label_std)``: the labels
+        and the head's output (in original units) are both taken back to standardised units, so the loss
+        is the one of the head's Dense output ``z`` against the standardised label, whatever ``inner`` is.
+        """
+        if loss is None:
+            loss = self.loss if self.loss is not None else KINDS[self.kind].default_loss
+        inner = per_example_loss(loss)
+        if self.label_mean is None or self.label_std is None:
+            return inner
+        return StandardizedLoss(inner, self.label_mean, self.label_std)
 
     def metric_names(self) -> list[str]:
         return [m if isinstance(m, str) else m.name for m in self._metric_identifiers()]
@@ -216,6 +268,8 @@ class Task:
             "metrics": metrics,
             "label": self.label,
             "units": self.units,
+            "label_mean": self.label_mean,
+            "label_std": self.label_std,
         }
 
     @classmethod
@@ -228,6 +282,24 @@ class Task:
                 m if isinstance(m, str) else keras.metrics.deserialize(m) for m in config["metrics"]
             ]
         return cls(**config)
+
+
+class StandardizedLoss:
+    """``inner`` applied in standardised units: ``inner((y - mean) / std, (y_pred - mean) / std)``.
+
+    Per-example values in, per-example values out (no reduction), as :func:`per_example_loss` gives them.
+    """
+
+    def __init__(self, inner: Callable[[Any, Any], Any], mean: float, std: float) -> None:
+        self.inner = inner
+        self.mean = float(mean)
+        self.std = float(std)
+
+    def __call__(self, y_true: Any, y_pred: Any) -> Any:
+        return self.inner((y_true - self.mean) / self.std, (y_pred - self.mean) / self.std)
+
+    def __repr__(self) -> str:
+        return f"StandardizedLoss({self.inner!r}, mean={self.mean!r}, std={self.std!r})"
 
 
 def per_example_loss(identifier: Any) -> Callable[[Any, Any], Any]:

@@ -5,7 +5,8 @@ the layers on a feature tensor, and the public builder turns ``inputs`` into tha
 ``graph`` and wraps the result. ``single_task`` reuses the ``graph`` functions to build per-task columns.
 
 Every task output ends in :func:`float32_output`, so heads stay float32 under a ``mixed_float16`` policy
-(losses and probabilities exact) while the layers before them compute in the policy's dtype. The shared
+(losses and probabilities exact) while the layers before them compute in the policy's dtype; it is also
+where a standardised regression task's output is mapped back to the labels' units. The shared
 layers a graph declares are checked against those derived from the graph itself
 (:mod:`mtl_keras.builders.sharing`).
 """
@@ -122,21 +123,37 @@ def tower(task: Task, units: Sequence[int], *, dropout: float = 0.0, prefix: str
     )
 
 
-def float32_output(x: Any, task_name: str, *, activation: str = "linear", prefix: str = "") -> Any:
-    """The final layer of task ``task_name``'s output: ``activation`` computed in float32.
+def float32_output(x: Any, task: Task | str, *, activation: str = "linear", prefix: str = "") -> Any:
+    """The final layer of a task's output: ``activation`` computed in float32.
 
-    Under a mixed policy the layers before it return the compute dtype (float16); this layer's own
-    ``dtype="float32"`` casts its input first, so the sigmoid or softmax, every head output and every loss
-    are float32 (Keras's advice for mixed precision). It has no variables; under a float32 policy it is the
-    activation a Dense layer would have applied.
+    ``task`` is the `Task` (or, for an output with no standardisation, its name). Under a mixed policy the
+    layers before it return the compute dtype (float16); this layer's own ``dtype="float32"`` casts its
+    input first, so the sigmoid or softmax, every head output and every loss are float32 (Keras's advice
+    for mixed precision). It has no variables; under a float32 policy it is the activation a Dense layer
+    would have applied.
+
+    For a standardised regression task (``task.label_mean`` / ``task.label_std`` set) it is instead the
+    fixed affine map ``label_mean + label_std * x`` (a float32 ``Rescaling`` layer, no variables), so the
+    output is in the labels' original units while ``x``, the Dense output, is in standardised units.
     """
-    return keras.layers.Activation(activation, dtype="float32", name=f"{prefix}output_{task_name}")(x)
+    name = task if isinstance(task, str) else task.name
+    layer_name = f"{prefix}output_{name}"
+    if isinstance(task, Task) and task.label_mean is not None and task.label_std is not None:
+        if activation != "linear":
+            raise ValueError(
+                f"A standardised task's output is linear; task {name!r} received activation={activation!r}."
+            )
+        return keras.layers.Rescaling(
+            scale=task.label_std, offset=task.label_mean, dtype="float32", name=layer_name
+        )(x)
+    return keras.layers.Activation(activation, dtype="float32", name=layer_name)(x)
 
 
 def task_output(task: Task, x: Any, units: Sequence[int], *, dropout: float = 0.0, prefix: str = "") -> Any:
-    """Task ``task``'s output on ``x``: its :func:`tower`, then :func:`float32_output` with its activation."""
+    """Task ``task``'s output on ``x``: its :func:`tower`, then :func:`float32_output` with its activation
+    (and its label standardisation, if any)."""
     logits = tower(task, units, dropout=dropout, prefix=prefix)(x)
-    return float32_output(logits, task.name, activation=task.activation, prefix=prefix)
+    return float32_output(logits, task, activation=task.activation, prefix=prefix)
 
 
 def build_model(
