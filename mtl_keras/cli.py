@@ -152,12 +152,11 @@ def _load_run(run_dir: str) -> tuple[Any, Any]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from mtl_keras.data.pipeline import to_dataset
     from mtl_keras.experiments.preparation import load_data
 
     recipe, model = _load_run(args.run_dir)
     dataset = load_data(recipe)
-    results = model.evaluate(to_dataset(dataset.test, 1024), verbose=0, return_dict=True)
+    results = model.evaluate(dataset.batches("test", 1024), verbose=0, return_dict=True)
     width = max(len(k) for k in results)
     for key in sorted(results):
         _print(f"{key:<{width}}  {float(results[key]):.6g}")

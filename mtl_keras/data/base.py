@@ -188,6 +188,45 @@ class MultiTaskDataset:
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
+    # --- what training reads (the same methods as a streamed data set) ---
+
+    def num_examples(self, split: str) -> int:
+        """The number of examples of ``split``."""
+        return len(self.splits[split])
+
+    def input_spec(self) -> Any:
+        """A builder's ``inputs``: raw features adapted on the training split, a vector width or a shape."""
+        from mtl_keras.builders.inputs import RawFeatures
+
+        if self.features is not None:
+            assert isinstance(self.train.x, dict)
+            return RawFeatures(self.features, self.train.x)
+        x = np.asarray(self.train.x)
+        return int(x.shape[1]) if x.ndim == 2 else tuple(int(d) for d in x.shape[1:])
+
+    def batches(self, split: str, batch_size: int) -> Any:
+        """``split`` as a batched ``tf.data.Dataset`` of ``(x, y)`` in order (evaluation)."""
+        from mtl_keras.data.pipeline import to_dataset
+
+        return to_dataset(self.splits[split], batch_size)
+
+    def training_stream(self, spec: Any, *, epochs: int, start_step: int = 0) -> Any:
+        """The training batches of global steps ``start_step, …`` (see :mod:`mtl_keras.distribute.stream`)."""
+        from mtl_keras.distribute.stream import training_stream
+
+        return training_stream(self.train, spec, epochs=epochs, start_step=start_step)
+
+    def examples(self, split: str, count: int) -> Inputs:
+        """The model inputs of the first ``count`` examples of ``split`` (request examples of an export)."""
+        from mtl_keras.data.pipeline import model_inputs
+
+        part = self.splits[split]
+        return model_inputs(part.take(np.arange(min(count, len(part)))).x)
+
+    def label_arrays(self, split: str) -> dict[str, np.ndarray]:
+        """The labels of ``split``."""
+        return dict(self.splits[split].y)
+
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
         return f"MultiTaskDataset(name={self.name!r}, tasks={self.task_names}, {sizes})"

@@ -43,7 +43,13 @@ class StreamSpec:
         cls, split: Split, batch_size: int, *, seed: int, steps_per_epoch: int | None = None
     ) -> StreamSpec:
         """One pass per epoch, or, when ``steps_per_epoch`` caps it below one pass, that many full batches."""
-        n = len(split)
+        return cls.for_size(len(split), batch_size, seed=seed, steps_per_epoch=steps_per_epoch)
+
+    @classmethod
+    def for_size(
+        cls, n: int, batch_size: int, *, seed: int, steps_per_epoch: int | None = None
+    ) -> StreamSpec:
+        """As :meth:`for_split`, for ``n`` examples."""
         per_pass = math.ceil(n / batch_size)
         if steps_per_epoch is None or steps_per_epoch >= per_pass:
             return cls(n, batch_size, seed, per_pass, wrap=False)

@@ -24,11 +24,9 @@ import keras
 
 from mtl_keras import __version__
 from mtl_keras.data import MultiTaskDataset
-from mtl_keras.data.pipeline import to_dataset
 from mtl_keras.distribute.checkpoint import CheckpointMismatch, Restored, TrainingCheckpoint, restore
 from mtl_keras.distribute.loops import TrainingRun, loop_for, replay_epoch_hooks
 from mtl_keras.distribute.strategy import agree, in_scope, worker_role
-from mtl_keras.distribute.stream import training_stream
 from mtl_keras.experiments.preparation import stream_spec
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.recipes import EarlyStoppingSpec, Recipe, RecipeError
@@ -157,10 +155,10 @@ def fit(
     history = keras.callbacks.History()
     run = TrainingRun(
         model,
-        stream=lambda step: training_stream(dataset.train, spec, epochs=epochs, start_step=step),
+        stream=lambda step: dataset.training_stream(spec, epochs=epochs, start_step=step),
         steps_per_epoch=spec.steps_per_epoch,
         epochs=epochs,
-        validation=to_dataset(dataset.validation, max(recipe.training.batch_size, 1024)),
+        validation=dataset.batches("validation", max(recipe.training.batch_size, 1024)),
         callbacks=[*callbacks, *stoppers(recipe.training.early_stopping), history, *after],
         start_step=start_step,
         verbose=verbose if chief else 0,
@@ -177,7 +175,7 @@ def evaluate(
     model: MultiTaskModel, dataset: MultiTaskDataset, strategy: Any, split: str = "test"
 ) -> dict[str, float]:
     """``{metric: value}`` of ``model`` on ``split`` of ``dataset`` (through the strategy's loop)."""
-    return loop_for(strategy).evaluate(model, to_dataset(getattr(dataset, split), 1024))
+    return loop_for(strategy).evaluate(model, dataset.batches(split, 1024))
 
 
 __all__ = [

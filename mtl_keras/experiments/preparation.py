@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
-import numpy as np
 
 from mtl_keras._registry import suggest
 from mtl_keras.builders.catalog import get_builder
-from mtl_keras.builders.inputs import RawFeatures
 from mtl_keras.data import DATASETS, MultiTaskDataset
 from mtl_keras.distribute.strategy import in_scope, make_strategy
 from mtl_keras.distribute.stream import StreamSpec
@@ -69,20 +67,19 @@ def resolve_tasks(recipe: Recipe, dataset: MultiTaskDataset) -> list[Task]:
     return tasks
 
 
-def model_inputs_spec(dataset: MultiTaskDataset) -> Any:
+def model_inputs_spec(dataset: Any) -> Any:
     """What a builder's ``inputs`` is for ``dataset``: raw features, a width or an input shape."""
-    if dataset.features is not None:
-        assert isinstance(dataset.train.x, dict)
-        return RawFeatures(dataset.features, dataset.train.x)
-    x = np.asarray(dataset.train.x)
-    return int(x.shape[1]) if x.ndim == 2 else tuple(int(d) for d in x.shape[1:])
+    return dataset.input_spec()
 
 
-def stream_spec(recipe: Recipe, dataset: MultiTaskDataset) -> StreamSpec:
+def stream_spec(recipe: Recipe, dataset: Any) -> StreamSpec:
     """The batches of one training epoch: the recipe's batch size, seed and step cap."""
     training = recipe.training
-    return StreamSpec.for_split(
-        dataset.train, training.batch_size, seed=recipe.seed, steps_per_epoch=training.steps_per_epoch
+    return StreamSpec.for_size(
+        dataset.num_examples("train"),
+        training.batch_size,
+        seed=recipe.seed,
+        steps_per_epoch=training.steps_per_epoch,
     )
 
 

@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 from mtl_keras import __version__
-from mtl_keras.data.pipeline import model_inputs
 from mtl_keras.distribute.strategy import agree, worker_role
 from mtl_keras.evaluation.report import atomic_write_text, build_report, write_report
 from mtl_keras.experiments.fitting import evaluate, fingerprint, fit
@@ -116,8 +114,7 @@ def export(model: Any, dataset: Any, base_dir: str) -> str:
     """A new TF Serving version of ``model`` under ``base_dir``, with 3 test examples as its request."""
     from mtl_keras.export import export_for_serving
 
-    examples = dataset.test.take(np.arange(min(3, len(dataset.test))))
-    return str(export_for_serving(model, base_dir, request_examples=model_inputs(examples.x)))
+    return str(export_for_serving(model, base_dir, request_examples=dataset.examples("test", 3)))
 
 
 def run(prepared: Prepared, output_dir: str | os.PathLike[str], *, resume: bool = False) -> dict[str, Any]:

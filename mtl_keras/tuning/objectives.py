@@ -115,9 +115,10 @@ def validation_metrics(logs: Mapping[str, Any], task_names: Sequence[str]) -> di
 def constant_references(dataset: MultiTaskDataset, tasks: Sequence[Task]) -> dict[str, dict[str, float]]:
     """``{task: {metric: m_const}}``: each validation metric of a constant predictor fitted on train labels."""
     references: dict[str, dict[str, float]] = {}
+    train_labels, valid_labels = dataset.label_arrays("train"), dataset.label_arrays("validation")
     for task in tasks:
-        train = np.asarray(dataset.train.y[task.name], dtype=np.float64)
-        valid = np.asarray(dataset.validation.y[task.name], dtype=np.float64)
+        train = np.asarray(train_labels[task.name], dtype=np.float64)
+        valid = np.asarray(valid_labels[task.name], dtype=np.float64)
         train = train[np.all(np.isfinite(train.reshape(len(train), -1)), axis=1)]
         valid = valid[np.all(np.isfinite(valid.reshape(len(valid), -1)), axis=1)]
         if len(train) == 0 or len(valid) == 0:
