@@ -7,6 +7,11 @@ balancer's gradient aggregator turn the task gradients of the shared variables (
 shared representation (``level="rep"``) into the shared update; task-specific variables always get their own
 task's gradient. ``compile`` chooses the one step object that does this for its balancer; the steps live in
 :mod:`mtl_keras.training`.
+
+The logged ``<task>_loss`` is the loss over every labelled example of the epoch (each batch counts by its
+number of labelled examples), and a task with no labelled example logs NaN for its loss and its metrics,
+never 0 (:mod:`mtl_keras.training.metrics`). ``<task>_weight`` is logged for weightings that change the
+weights, not for static ones.
 """
 
 from __future__ import annotations
@@ -181,8 +186,12 @@ class MultiTaskModel(keras.Model):
             self.tasks,
             [per_example_loss(losses[t.name]) if t.name in losses else t.get_loss() for t in self.tasks],
         )
+        # Static weights never change: logging them only crowds the progress bar and the history.
         self._step_metrics = StepMetrics.for_tasks(
-            self.tasks, metric_spec, log_conflicts=self.balancer.log_conflicts
+            self.tasks,
+            metric_spec,
+            log_conflicts=self.balancer.log_conflicts,
+            log_weights=not isinstance(self.balancer.weighting, balancers_lib.weightings.Static),
         )
         self._extra_losses = list(extra_losses)
         self._runner = Runner(
@@ -228,6 +237,13 @@ class MultiTaskModel(keras.Model):
         if not getattr(self, "_mtl_compiled", False):
             return super().metrics
         return self._step_metrics.metrics
+
+    def get_metrics_result(self) -> dict[str, Any]:
+        """The epoch logs (``fit``'s history, ``evaluate(return_dict=True)``): exact per-task losses over
+        the labelled examples, and NaN for a task's loss and metrics when it had no labelled example."""
+        if not getattr(self, "_mtl_compiled", False):
+            return super().get_metrics_result()
+        return self._step_metrics.logs()
 
     def add_loss_term(self, fn: LossTerm) -> None:
         """Add ``fn(x, labels by task, predictions by task) -> scalar`` to the objective, like the layers'
