@@ -1,17 +1,34 @@
 """What a builder's ``inputs`` argument may be, turned into Keras inputs and one feature tensor.
 
 * an int ``d`` or a shape tuple: a dense vector ``(d,)`` or an image ``(H, W, C)``;
-* :class:`RawFeatures`: a dict of raw named features (strings and numbers) that go through a preprocessing
-  block of Keras preprocessing layers (``Normalization``, ``StringLookup``, ``IntegerLookup``) adapted on
-  data, so the saved model takes raw values;
+* :class:`RawFeatures`: a dict of raw named columns (strings and numbers) that go through a preprocessing
+  block of Keras preprocessing layers built from column statistics, so the saved model takes raw values;
 * an existing ``keras.Input`` tensor, or a dict of them.
 
-Missing numeric values: a numeric column whose adaptation data holds NaN is normalised with the mean and
-variance of its non-missing values, then :class:`~mtl_keras.layers.imputation.ImputeMissing` replaces NaN by
-the (normalised) median of the non-missing values and appends a 0/1 missing-indicator feature, inside the
-model, so ``predict`` and the serving export impute NaN too. Columns without NaN in the adaptation data get
-no imputation layer (their graph is unchanged; a NaN sent to such a column is not imputed). A column that is
-entirely missing is refused with a ``ValueError`` naming it.
+Raw features: each column has a :class:`~mtl_keras.data.columns.ColumnSpec` (or just its kind name), see
+:mod:`mtl_keras.data.columns` for kinds and encodings. The layers are made from the column statistics of
+:mod:`mtl_keras.data.statistics` (given, or computed from ``data`` by the same streaming pass), without
+Keras's ``adapt``, so a streamed source needs no arrays in memory. Model inputs, one value per example
+(``(batch, 1)``), and the dtype a source must feed:
+
+* ``numeric``: float32 -> ``Normalization(mean, variance)`` (a variance of 0 is taken as 1);
+* ``categorical``, ``id``, ``multi_hot``: string -> ``StringLookup`` (one-hot, or ids for an
+  ``Embedding``), ``Hashing`` + ``Embedding`` (``id`` with ``hash``), or :class:`SplitTokens` ->
+  ``StringLookup`` -> ``Embedding`` -> :class:`MaskedMean` (``multi_hot``; or a ``multi_hot`` vector);
+* ``integer_categorical``: int64 -> ``IntegerLookup`` (one-hot or ``Embedding``);
+* ``skip``: no input.
+
+Embeddings are flattened to ``(batch, dim)``; all encoded columns are concatenated (layer
+``raw_features``). A column with ``share_embedding`` applies the named column's lookup (vocabulary from
+both columns' counts) and embedding layers to its own input.
+
+Missing numeric values: a numeric column whose statistics count missing values is normalised with the
+mean and variance of its non-missing values, then :class:`~mtl_keras.layers.imputation.ImputeMissing`
+replaces NaN by the (normalised) median of the non-missing values and appends a 0/1 missing-indicator
+feature, inside the model, so ``predict`` and the serving export impute NaN too. Columns without missing
+values get no imputation layer (their graph is unchanged; a NaN sent to such a column is not imputed). A
+numeric column that is entirely missing is refused with a ``ValueError`` naming it. Missing text values
+fall in the out-of-vocabulary index.
 
 Names: a feature name that is not a letter followed by letters, digits or ``_`` (e.g. ``"unit price"``,
 ``"a/b"``, ``"1st"``) gets a safe name (see :func:`safe_input_names`) for its ``keras.Input`` and its layers;
@@ -31,44 +48,122 @@ import keras
 import numpy as np
 
 from mtl_keras._registry import suggest
+from mtl_keras.data.columns import (
+    COLUMN_KINDS,
+    KIND_ALIASES,
+    MAX_HASH_BINS,
+    ColumnSpec,
+    check_columns,
+    default_embedding_dim,
+    to_spec,
+)
+from mtl_keras.data.statistics import ColumnStats, StatisticsPass, check_numeric_columns
 from mtl_keras.layers.imputation import ImputeMissing
+from mtl_keras.layers.tokens import MaskedMean, SplitTokens
 
 logger = logging.getLogger(__name__)
 
-FEATURE_KINDS = ("numeric", "string_categorical", "integer_categorical")
+#: Kind names a raw feature may have (the old ``"string_categorical"`` included).
+FEATURE_KINDS = (*COLUMN_KINDS, *KIND_ALIASES)
+#: The model input dtype of each kind (what a source reader feeds).
+INPUT_DTYPES = {
+    "numeric": "float32",
+    "categorical": "string",
+    "integer_categorical": "int64",
+    "id": "string",
+    "multi_hot": "string",
+}
 
 _SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_VOCABULARY_KINDS = ("categorical", "integer_categorical", "id", "multi_hot")
 
 
 @dataclasses.dataclass
 class RawFeatures:
-    """Raw named features and the data their preprocessing layers are adapted on.
+    """Raw named columns and the statistics their preprocessing layers are built from.
 
     Args:
-        features: ``{name: kind}`` with kind in ``"numeric"``, ``"string_categorical"``,
-            ``"integer_categorical"``.
-        data: ``{name: array}`` of training values used to adapt normalisation and vocabularies. Numeric
-            values may be NaN (missing; see the module docstring).
-        max_tokens: cap on each categorical vocabulary (most frequent values kept; rarer ones map to OOV).
+        features: ``{name: kind or ColumnSpec or dict of its fields}``; kinds in
+            :data:`~mtl_keras.data.columns.COLUMN_KINDS` (``"string_categorical"`` means ``"categorical"``).
+        data: ``{name: 1-D array}`` of training values; their statistics are computed with
+            :class:`~mtl_keras.data.statistics.StatisticsPass`. Numeric values may be NaN (missing).
+        max_tokens: default vocabulary cap (including the out-of-vocabulary index) of the columns whose
+            spec sets none.
+        statistics: ``{name: ColumnStats}`` from a streaming pass over a source, instead of ``data``.
+
+    Exactly one of ``data`` and ``statistics`` is given. After construction ``columns`` holds the
+    resolved specs and ``column_stats`` the statistics used.
     """
 
-    features: Mapping[str, str]
-    data: Mapping[str, Any]
+    features: Mapping[str, Any]
+    data: Mapping[str, Any] | None = None
     max_tokens: int | None = None
+    statistics: Mapping[str, ColumnStats] | None = None
+    columns: dict[str, ColumnSpec] = dataclasses.field(init=False, repr=False)
+    column_stats: dict[str, ColumnStats] = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.features:
             raise ValueError("Expected at least one raw feature. Received: features={}")
-        for name, kind in self.features.items():
-            if kind not in FEATURE_KINDS:
+        columns = {name: to_spec(name, value) for name, value in self.features.items()}
+        if self.max_tokens is not None:
+            if (
+                isinstance(self.max_tokens, bool)
+                or not isinstance(self.max_tokens, int)
+                or self.max_tokens < 2
+            ):
                 raise ValueError(
-                    f"Expected the kind of feature {name!r} to be one of {list(FEATURE_KINDS)}. "
-                    f"Received: {kind!r}." + suggest(str(kind), list(FEATURE_KINDS))
+                    f"Expected `max_tokens` to be an integer >= 2. Received: max_tokens={self.max_tokens!r}"
                 )
-            if name not in self.data:
+            columns = {
+                name: c.model_copy(update={"max_tokens": self.max_tokens})
+                if c.max_tokens is None and c.kind in _VOCABULARY_KINDS and c.encoding != "hash"
+                else c
+                for name, c in columns.items()
+            }
+        check_columns(columns)
+        used = [name for name, c in columns.items() if c.kind != "skip"]
+        if not used:
+            raise ValueError(
+                f"Expected at least one raw feature that is not 'skip'. Received: {self.features!r}"
+            )
+        if (self.data is None) == (self.statistics is None):
+            raise ValueError(
+                "Expected exactly one of `data` (arrays) and `statistics` (ColumnStats) for RawFeatures. "
+                f"Received data={'given' if self.data is not None else None}, "
+                f"statistics={'given' if self.statistics is not None else None}."
+            )
+        separators = {name: c.separator for name, c in columns.items() if c.kind == "multi_hot"}
+        if self.data is not None:
+            source = "RawFeatures data"
+            available = self.data
+            self._check_present(used, available, "adaptation data")
+            statistics = StatisticsPass(used, separators)
+            statistics.update({name: _column(name, self.data[name]) for name in used}, 0)
+            stats = statistics.result()
+        else:
+            assert self.statistics is not None
+            source = "RawFeatures statistics"
+            self._check_present(used, self.statistics, "statistics")
+            stats = {name: self.statistics[name] for name in used}
+            for name, separator in separators.items():
+                if stats[name].separator != separator:
+                    raise ValueError(
+                        f"Column {name!r}: its tokens were counted with separator {stats[name].separator!r}, "
+                        f"its spec says separator {separator!r}; expected the same (pass separators= to "
+                        "the statistics pass)."
+                    )
+        check_numeric_columns({n: columns[n] for n in used}, stats, source)
+        self.columns = columns
+        self.column_stats = stats
+
+    @staticmethod
+    def _check_present(names: list[str], available: Mapping[str, Any], what: str) -> None:
+        for name in names:
+            if name not in available:
                 raise ValueError(
-                    f"No adaptation data for raw feature {name!r}. Received data for {sorted(self.data)}."
-                    + suggest(name, sorted(self.data))
+                    f"No {what} for raw feature {name!r}. Received {what} for {sorted(available)}."
+                    + suggest(name, sorted(available))
                 )
 
 
@@ -96,67 +191,168 @@ def safe_input_names(names: list[str]) -> dict[str, str]:
     return result
 
 
-def _column(values: Any) -> np.ndarray:
+def _column(name: str, values: Any) -> np.ndarray:
     array = np.asarray(values)
-    return array.reshape(-1, 1) if array.ndim == 1 else array
-
-
-def _numeric(name: str, safe: str, values: np.ndarray, tensor: Any) -> Any:
-    values = values.astype("float32")
-    missing = np.isnan(values)
-    count = int(missing.sum())
-    norm = keras.layers.Normalization(axis=-1, name=f"normalize_{safe}")
-    if not count:
-        logger.debug("Raw feature %r: no missing values in %d.", name, values.size)
-        norm.adapt(values)
-        return norm(tensor)
-    if count == values.size:
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
         raise ValueError(
-            f"Numeric feature {name!r} is missing (NaN) in all {values.size} rows of its adaptation data; "
-            "nothing to compute its statistics from. Drop the column or give it values."
+            f"Expected the data of raw feature {name!r} to be 1-D (or one column). Received shape {array.shape}."
         )
-    present = values[~missing].reshape(-1, 1)
-    norm.adapt(present)
-    median = float(np.median(present))
-    fill = float(keras.ops.convert_to_numpy(norm(np.array([[median]], "float32"))).reshape(()))
+    return array
+
+
+def _numeric(name: str, safe: str, stats: ColumnStats, tensor: Any) -> Any:
+    assert stats.mean is not None and stats.variance is not None
+    variance = stats.variance if stats.variance > 0 else 1.0
+    norm = keras.layers.Normalization(
+        axis=-1, mean=[stats.mean], variance=[variance], name=f"normalize_{safe}"
+    )
+    if not stats.missing:
+        logger.debug("Raw feature %r: no missing values in %d.", name, stats.count)
+        return norm(tensor)
+    median = stats.median if stats.median is not None else stats.mean
+    fill = float((median - stats.mean) / np.sqrt(variance))
     logger.info(
         "Raw feature %r: %d of %d values missing (%.1f %%), imputed with the training median %g "
         "and a missing-indicator feature.",
         name,
-        count,
-        values.size,
-        100.0 * count / values.size,
+        stats.missing,
+        stats.count,
+        100.0 * stats.missing / stats.count,
         median,
     )
     return ImputeMissing(fill, indicator=True, name=f"impute_{safe}")(norm(tensor))
 
 
+def _vocabulary(counts: Mapping[str, int], max_tokens: int | None, integer: bool) -> list[Any]:
+    """Values by count (ties: the larger value first, as ``adapt`` orders them), at most ``max_tokens - 1``."""
+    if integer:
+        merged: dict[Any, int] = {}
+        for key, count in counts.items():
+            value = int(float(key))
+            if value != -1:  # IntegerLookup's out-of-vocabulary token; adapt leaves it out too
+                merged[value] = merged.get(value, 0) + count
+    else:
+        merged = dict(counts)
+    items = sorted(merged.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
+    if max_tokens is not None:
+        items = items[: max_tokens - 1]
+    return [value for value, _ in items]
+
+
+class _Encoders:
+    """Builds each column's layers; a column sharing another's reuses the owner's lookup and embedding."""
+
+    def __init__(self, spec: RawFeatures, safe_names: dict[str, str]) -> None:
+        self.spec = spec
+        self.safe = safe_names
+        self.shared: dict[str, tuple[Any, Any]] = {}
+
+    def _counts(self, owner: str) -> dict[str, int]:
+        members = [owner] + [n for n, c in self.spec.columns.items() if c.share_embedding == owner]
+        total: dict[str, int] = {}
+        for name in members:
+            stats = self.spec.column_stats[name]
+            counts = stats.tokens if self.spec.columns[name].kind == "multi_hot" else stats.top
+            for key, count in counts.items():
+                total[key] = total.get(key, 0) + count
+        return total
+
+    def _layers(self, owner: str) -> tuple[Any, Any]:
+        """``(lookup or hashing layer, embedding or None)`` of ``owner`` (made once)."""
+        if owner in self.shared:
+            return self.shared[owner]
+        column = self.spec.columns[owner]
+        stats = self.spec.column_stats[owner]
+        safe = self.safe[owner]
+        embedding = None
+        if column.kind == "id" and column.encoding == "hash":
+            bins = column.num_bins or min(max(2 * stats.distinct, 2), MAX_HASH_BINS)
+            lookup = keras.layers.Hashing(num_bins=bins, name=f"hash_{safe}")
+            rows = bins
+        else:
+            vocabulary = _vocabulary(
+                self._counts(owner), column.max_tokens, integer=column.kind == "integer_categorical"
+            )
+            if not vocabulary:
+                raise ValueError(
+                    f"Raw feature {owner!r} has no values to build its {column.kind} vocabulary from."
+                )
+            embedded = column.kind == "id" or column.encoding == "embedding"
+            mode = "int" if embedded else ("multi_hot" if column.kind == "multi_hot" else "one_hot")
+            options: dict[str, Any] = {"mask_token": ""} if column.kind == "multi_hot" else {}
+            layer_type = (
+                keras.layers.IntegerLookup
+                if column.kind == "integer_categorical"
+                else keras.layers.StringLookup
+            )
+            lookup = layer_type(vocabulary=vocabulary, output_mode=mode, name=f"lookup_{safe}", **options)
+            rows = len(vocabulary) + (2 if column.kind == "multi_hot" else 1)
+            if not embedded:
+                self.shared[owner] = (lookup, None)
+                return lookup, None
+        dim = column.embedding_dim or default_embedding_dim(rows)
+        embedding = keras.layers.Embedding(rows, dim, name=f"embed_{safe}")
+        logger.debug("Raw feature %r: %s embedding of %d rows x %d.", owner, column.kind, rows, dim)
+        self.shared[owner] = (lookup, embedding)
+        return lookup, embedding
+
+    def encode(self, name: str, tensor: Any) -> Any:
+        column = self.spec.columns[name]
+        safe = self.safe[name]
+        if column.kind == "numeric":
+            return _numeric(name, safe, self.spec.column_stats[name], tensor)
+        lookup, embedding = self._layers(column.share_embedding or name)
+        if column.kind == "multi_hot":
+            tokens = SplitTokens(column.separator, name=f"split_{safe}")(tensor)
+            ids = lookup(tokens)
+            if embedding is None:
+                return ids
+            return MaskedMean(0, name=f"pool_{safe}")([embedding(ids), ids])
+        ids = lookup(tensor)
+        if embedding is None:
+            return ids
+        return keras.layers.Flatten(name=f"flatten_{safe}")(embedding(ids))
+
+
 def _raw_block(spec: RawFeatures) -> tuple[dict[str, Any], Any]:
     inputs: dict[str, Any] = {}
     encoded = []
-    safe_names = safe_input_names(list(spec.features))
-    for name, kind in spec.features.items():
-        safe = safe_names[name]
-        values = _column(spec.data[name])
-        if kind == "numeric":
-            inputs[name] = keras.Input(shape=(1,), dtype="float32", name=safe)
-            encoded.append(_numeric(name, safe, values, inputs[name]))
-        elif kind == "string_categorical":
-            inputs[name] = keras.Input(shape=(1,), dtype="string", name=safe)
-            lookup = keras.layers.StringLookup(
-                output_mode="one_hot", max_tokens=spec.max_tokens, name=f"lookup_{safe}"
-            )
-            lookup.adapt(values.astype(str))
-            encoded.append(lookup(inputs[name]))
-        else:
-            inputs[name] = keras.Input(shape=(1,), dtype="int64", name=safe)
-            int_lookup = keras.layers.IntegerLookup(
-                output_mode="one_hot", max_tokens=spec.max_tokens, name=f"lookup_{safe}"
-            )
-            int_lookup.adapt(values.astype("int64"))
-            encoded.append(int_lookup(inputs[name]))
+    used = [name for name, column in spec.columns.items() if column.kind != "skip"]
+    safe_names = safe_input_names(used)
+    encoders = _Encoders(spec, safe_names)
+    for name in used:
+        dtype = INPUT_DTYPES[spec.columns[name].kind]
+        inputs[name] = keras.Input(shape=(1,), dtype=dtype, name=safe_names[name])
+        encoded.append(encoders.encode(name, inputs[name]))
     features = keras.layers.Concatenate(name="raw_features")(encoded) if len(encoded) > 1 else encoded[0]
     return inputs, features
+
+
+def trainable_input_layers(features: Any) -> list[keras.layers.Layer]:
+    """The layers with trainable variables (the embeddings of a raw block) between the model inputs and
+    ``features``, in graph order: every task reaches them, so a builder's shared layers include them."""
+    found: list[keras.layers.Layer] = []
+    seen: set[int] = set()
+
+    def visit(tensor: Any) -> None:
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            return
+        layer = history.operation
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        node = layer._inbound_nodes[history.node_index]
+        for parent in node.input_tensors:
+            visit(parent)
+        if layer.trainable_variables:
+            found.append(layer)
+
+    for tensor in keras.tree.flatten(features):
+        visit(tensor)
+    return found
 
 
 def make_inputs(inputs: Any) -> tuple[Any, Any]:

@@ -103,7 +103,7 @@ def test_missing_column_adds_one_indicator_feature() -> None:
 def test_entirely_missing_column_is_refused_by_name() -> None:
     x, _ = _data()
     x["price"] = np.full(400, np.nan)
-    with pytest.raises(ValueError, match=r"Numeric feature 'price' is missing \(NaN\) in all 400 rows"):
+    with pytest.raises(ValueError, match=r"column 'price' has no values \(all 400 rows missing\)"):
         _model(x)
 
 

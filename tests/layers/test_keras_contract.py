@@ -37,6 +37,7 @@ from mtl_keras.layers.mixture_of_experts import ConcatExperts, Experts, Gate, Ga
 from mtl_keras.layers.orthogonality import OrthogonalityPenalty
 from mtl_keras.layers.sluice import LayerStitch
 from mtl_keras.layers.soft_sharing import SoftSharedDense
+from mtl_keras.layers.tokens import MaskedMean, SplitTokens
 from mtl_keras.layers.towers import Tower
 from mtl_keras.model import BalancerState
 
@@ -217,6 +218,11 @@ CASES = [
         (4, 3),
         built_after_instantiation=True,
     ),
+    # Mean of token embeddings where the id is not the mask value 0; no weights.
+    Case("masked_mean", MaskedMean, {}, ((4, 3, 5), (4, 3)), (4, 5), built_after_instantiation=True),
+    # String in, string out (no float inputs for the harness to draw, nothing to train): config and
+    # serialization only; its values are tested in tests/builders/test_inputs_kinds.py.
+    Case("split_tokens", SplitTokens, {"separator": ";"}),
     # The balancer's variable container is never called (no graph position): config and serialization only.
     Case("balancer_state", BalancerState, {}),
 ]
