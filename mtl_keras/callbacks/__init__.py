@@ -1,7 +1,16 @@
-"""Keras callbacks for multi-task training: per-task / composite early stopping, gradient-conflict logging."""
+"""Keras callbacks for multi-task training: per-task / composite early stopping, gradient-conflict logging,
+and a warning when the tasks' losses differ in scale."""
 
 from mtl_keras.callbacks.composite_early_stopping import CompositeEarlyStopping
 from mtl_keras.callbacks.gradient_conflict_monitor import GradientConflictMonitor
+from mtl_keras.callbacks.loss_scale import LossScaleWarning, loss_scale_message
 from mtl_keras.callbacks.per_task_early_stopping import PerTaskEarlyStopping, task_head_variables
 
-__all__ = ["CompositeEarlyStopping", "GradientConflictMonitor", "PerTaskEarlyStopping", "task_head_variables"]
+__all__ = [
+    "CompositeEarlyStopping",
+    "GradientConflictMonitor",
+    "LossScaleWarning",
+    "PerTaskEarlyStopping",
+    "loss_scale_message",
+    "task_head_variables",
+]

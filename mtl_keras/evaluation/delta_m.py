@@ -16,16 +16,48 @@ relative change and raises ``ValueError``.
 With several metrics per task, :func:`delta_m_multi` averages each task's metrics first and then the
 tasks (``average="task"``, as LibMTL does, so a task with many metrics does not outweigh one with a single
 metric), or averages every (task, metric) pair alike (``average="pair"``).
+
+A metric that saw no labelled example (a task without labels in the test split) is *missing*: NaN or
+None. ``delta_m_multi(..., skip_missing=True)`` leaves such (task, metric) pairs out of the average (and a
+task with nothing left out of the mean over tasks); :func:`missing_pairs` lists them so the caller can say
+which were skipped.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 from mtl_keras.tasks import HIGHER_IS_BETTER
 
 AVERAGES = ("task", "pair")
+
+
+def is_missing(value: Any) -> bool:
+    """Whether a metric value is missing: None or NaN (no labelled example)."""
+    if value is None:
+        return True
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def missing_pairs(
+    multi_task: Mapping[str, Mapping[str, Any]], single_task: Mapping[str, Mapping[str, Any]]
+) -> dict[str, list[str]]:
+    """``{task: [metric]}`` of the metrics of ``multi_task`` that are missing (None/NaN) in either result
+    (a metric absent from ``single_task`` is not missing but an error of :func:`delta_m_multi`)."""
+    result: dict[str, list[str]] = {}
+    for task, metrics in multi_task.items():
+        baseline = single_task.get(task, {})
+        skipped = [
+            m for m, v in metrics.items() if is_missing(v) or (m in baseline and is_missing(baseline[m]))
+        ]
+        if skipped:
+            result[task] = skipped
+    return result
 
 
 def relative_improvement(
@@ -35,6 +67,12 @@ def relative_improvement(
 
     Positive when ``value`` is better than ``baseline`` in the metric's direction.
     """
+    if is_missing(value) or is_missing(baseline):
+        raise ValueError(
+            f"{name} is missing (NaN/None: no labelled example) in the "
+            f"{'multi-task' if is_missing(value) else 'single-task'} results: multi-task={value!r}, "
+            f"single-task={baseline!r}; expected numbers (leave it out of Δm, or pass skip_missing=True)."
+        )
     value, baseline = float(value), float(baseline)
     if not math.isfinite(baseline) or not math.isfinite(value):
         raise ValueError(
@@ -86,6 +124,7 @@ def delta_m_multi(
     higher_is_better: Mapping[str, Mapping[str, bool]] | Mapping[str, bool] | None = None,
     *,
     average: str = "task",
+    skip_missing: bool = False,
 ) -> float:
     """Δm % with several metrics per task: ``{task: {metric: value}}`` for both models.
 
@@ -96,6 +135,9 @@ def delta_m_multi(
             :data:`mtl_keras.tasks.HIGHER_IS_BETTER` (``"loss"``, ``"auc"``, ``"mse"``, ...).
         average: ``"task"`` (default): mean of each task's metrics, then mean over tasks.
             ``"pair"``: mean over all (task, metric) pairs.
+        skip_missing: leave out the pairs whose value is missing (None/NaN) in either result (see
+            :func:`missing_pairs`); a ``ValueError`` when nothing is left. Without it a missing value
+            raises ``ValueError``.
     """
     if average not in AVERAGES:
         raise ValueError(f"Expected `average` to be one of {AVERAGES}. Received: average={average!r}")
@@ -114,11 +156,18 @@ def delta_m_multi(
                     f"No single-task baseline for metric {metric!r} of task {task!r}. "
                     f"Baseline metrics: {sorted(single_task[task])}"
                 )
+            baseline = single_task[task][metric]
+            if skip_missing and (is_missing(value) or is_missing(baseline)):
+                continue
             direction = _direction(higher_is_better, task, metric)
-            values.append(
-                relative_improvement(value, single_task[task][metric], direction, name=f"{task} {metric}")
-            )
-        per_task.append(values)
+            values.append(relative_improvement(value, baseline, direction, name=f"{task} {metric}"))
+        if values:
+            per_task.append(values)
+    if not per_task:
+        raise ValueError(
+            "Every metric entering Δm is missing (NaN/None: no labelled example) in the multi-task or "
+            f"single-task results, so Δm is undefined. Missing: {missing_pairs(multi_task, single_task)}"
+        )
     if average == "task":
         return sum(sum(v) / len(v) for v in per_task) / len(per_task)
     pairs = [x for values in per_task for x in values]

@@ -3,6 +3,10 @@
 Every function takes a ``History`` (or its ``.history`` dict), writes one PNG atomically and returns its
 path, or returns None without writing when the history lacks the keys it plots. Figures are drawn with
 matplotlib's Agg canvas directly (no pyplot, no display, no global backend switch).
+
+A NaN value is a missing one (a task without labelled examples that epoch): it leaves a gap in its curve,
+and a curve with no value at all is not drawn (the panel says so) rather than drawn at 0. Task weights that
+never change (static weights) are not plotted.
 """
 
 from __future__ import annotations
@@ -75,6 +79,16 @@ def _epochs(values: Sequence[float]) -> np.ndarray:
     return np.arange(1, len(values) + 1)
 
 
+def _has_values(values: Sequence[float]) -> bool:
+    """Whether a per-epoch series has at least one value that is not missing (NaN)."""
+    return any(not math.isnan(v) for v in values)
+
+
+def _is_constant(values: Sequence[float]) -> bool:
+    finite = [v for v in values if not math.isnan(v)]
+    return all(v == finite[0] for v in finite)
+
+
 def plot_validation_curves(
     history: Any,
     task_names: Sequence[str | Task],
@@ -104,24 +118,34 @@ def plot_validation_curves(
     axes = figure.subplots(2, len(tasks), squeeze=False)
     for column, task in enumerate(tasks):
         top, bottom = axes[0][column], axes[1][column]
-        for key, label, style in ((f"{task}_loss", "train", "-"), (f"val_{task}_loss", "validation", "--")):
-            if key in data:
-                top.plot(_epochs(data[key]), data[key], style, marker="o", markersize=3, label=label)
-        top.set_title(f"{task}: loss")
-        top.set_xlabel("epoch")
-        top.set_ylabel("loss")
-        top.legend()
-        top.grid(alpha=0.3)
-        metric = chosen.get(task) or main_metric(data, task, names)
         plotted = False
+        for key, label, style in ((f"{task}_loss", "train", "-"), (f"val_{task}_loss", "validation", "--")):
+            if key in data and _has_values(data[key]):
+                top.plot(_epochs(data[key]), data[key], style, marker="o", markersize=3, label=label)
+                plotted = True
+        if plotted:
+            top.set_title(f"{task}: loss")
+            top.set_xlabel("epoch")
+            top.set_ylabel("loss")
+            top.legend()
+            top.grid(alpha=0.3)
+        else:
+            top.set_axis_off()
+            top.text(0.5, 0.5, f"{task}: no labelled examples", ha="center", va="center")
+        metric = chosen.get(task) or main_metric(data, task, names)
+        plotted, logged = False, False
         if metric is not None:
             for key, label, style in (
                 (f"{task}_{metric}", "train", "-"),
                 (f"val_{task}_{metric}", "validation", "--"),
             ):
                 if key in data:
-                    bottom.plot(_epochs(data[key]), data[key], style, marker="o", markersize=3, label=label)
-                    plotted = True
+                    logged = True
+                    if _has_values(data[key]):
+                        bottom.plot(
+                            _epochs(data[key]), data[key], style, marker="o", markersize=3, label=label
+                        )
+                        plotted = True
         if plotted:
             bottom.set_title(f"{task}: {metric}")
             bottom.set_xlabel("epoch")
@@ -130,7 +154,8 @@ def plot_validation_curves(
             bottom.grid(alpha=0.3)
         else:
             bottom.set_axis_off()
-            bottom.text(0.5, 0.5, f"no metric logged for {task}", ha="center", va="center")
+            note = f"{task} {metric}: no labelled examples" if logged else f"no metric logged for {task}"
+            bottom.text(0.5, 0.5, note, ha="center", va="center")
     figure.suptitle("Per-task learning curves")
     return _save(figure, path)
 
@@ -140,11 +165,12 @@ def plot_task_weights(
 ) -> str | None:
     """The loss weight of each task (``<task>_weight``, epoch mean) against the epoch.
 
-    Returns the path, or None when no ``<task>_weight`` entry is logged.
+    Returns the path, or None when no ``<task>_weight`` entry is logged or every task's weight is the same
+    in every epoch (static weights, which a ``MultiTaskModel`` no longer logs, in an older history).
     """
     data = _history_dict(history)
     tasks = [t for t in _names(task_names)[0] if f"{t}_weight" in data]
-    if not tasks:
+    if not tasks or all(_is_constant(data[f"{t}_weight"]) for t in tasks):
         return None
     figure = Figure(figsize=(6.4, 4.2), layout="constrained")
     axis = figure.subplots()

@@ -10,23 +10,31 @@ The report dict::
                                                       "single_task": {metric: value},
                                                       "higher_is_better": {metric: bool | None},
                                                       "improvement_percent": {metric: float | None}}},
-     "delta_m_metrics": {task: [metric]}, "delta_m_per_task": {task: float}, "delta_m_average": str,
-     "delta_m_convention": str, "train_seconds": float, "params": int, ...extra}
+     "delta_m_metrics": {task: [metric]}, "delta_m_per_task": {task: float | None},
+     "delta_m_skipped": {task: [metric]}, "delta_m_average": str, "delta_m_convention": str,
+     "train_seconds": float, "params": int, ...extra}
 
 ``improvement_percent`` is the signed relative change that Δm averages: positive when the multi-task model
 is better (see :mod:`mtl_keras.evaluation.delta_m`); None where the direction is unknown or the baseline 0.
+
+A metric that saw no labelled example (NaN from ``evaluate``, e.g. a task without labels in the test split)
+is *missing*: None in the dict and ``null`` in ``report.json``, "—" in the tables, never 0. Δm leaves such
+metrics out and lists them in ``delta_m_skipped`` (also a line under the tables and a logged warning); a
+task with every Δm metric missing has ``delta_m_per_task`` None, and ``delta_m`` is NaN (``null`` in
+JSON) when nothing is left to compare.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mtl_keras._io import atomic_write_text
-from mtl_keras.evaluation.delta_m import AVERAGES, delta_m_multi, relative_improvement
+from mtl_keras.evaluation.delta_m import AVERAGES, delta_m_multi, is_missing, relative_improvement
 from mtl_keras.tasks import HIGHER_IS_BETTER, Task, as_tasks
 
 CONVENTION = (
@@ -41,18 +49,24 @@ _RESERVED = (
     "params",
     "delta_m_metrics",
     "delta_m_per_task",
+    "delta_m_skipped",
     "delta_m_average",
     "delta_m_convention",
 )
 # Per-task entries of a MultiTaskModel's logs that are not metrics of the task.
 _NOT_METRICS = ("weight",)
+#: The table cell of a missing value (a metric without labelled examples).
+MISSING = "—"
+
+logger = logging.getLogger("mtl_keras")
 
 
 def split_results(results: Mapping[str, Any], task_names: Sequence[str]) -> dict[str, dict[str, float]]:
     """``{"<task>_<metric>": v, "loss": v, ...}`` → ``{task: {metric: v}}``.
 
     Each key goes to the longest task name it starts with (so tasks ``a`` and ``a_b`` do not mix); keys of
-    no task (``loss``, ``cos_a_b``, ``conflict_fraction``) and ``<task>_weight`` are dropped.
+    no task (``loss``, ``cos_a_b``, ``conflict_fraction``) and ``<task>_weight`` are dropped. A None
+    value (a missing metric read back from JSON) becomes NaN.
     """
     by_length = sorted(task_names, key=len, reverse=True)
     split: dict[str, dict[str, float]] = {name: {} for name in task_names}
@@ -61,7 +75,7 @@ def split_results(results: Mapping[str, Any], task_names: Sequence[str]) -> dict
             if key.startswith(f"{name}_"):
                 metric = key[len(name) + 1 :]
                 if metric and metric not in _NOT_METRICS:
-                    split[name][metric] = float(value)
+                    split[name][metric] = math.nan if value is None else float(value)
                 break
     return split
 
@@ -136,7 +150,8 @@ def build_report(
 
     task_entries: dict[str, Any] = {}
     chosen_metrics: dict[str, list[str]] = {}
-    per_task: dict[str, float] = {}
+    per_task: dict[str, float | None] = {}
+    skipped: dict[str, list[str]] = {}
     for task in task_list:
         m, s = multi[task.name], single[task.name]
         if delta_m_metrics is not None and task.name in delta_m_metrics:
@@ -162,11 +177,15 @@ def build_report(
                     f"Unknown direction for metric {metric!r} of task {task.name!r}; pass "
                     f"`higher_is_better={{{metric!r}: True or False}}`."
                 )
+            if is_missing(m[metric]) or is_missing(s[metric]):
+                improvements[metric] = None
+                skipped.setdefault(task.name, []).append(metric)
+                continue
             improvements[metric] = relative_improvement(
                 m[metric], s[metric], directions[metric], name=f"{task.name} {metric}"
             )
         values = [v for v in improvements.values() if v is not None]
-        per_task[task.name] = sum(values) / len(values)
+        per_task[task.name] = sum(values) / len(values) if values else None
         chosen_metrics[task.name] = chosen
         ordered = chosen + sorted(k for k in {*m, *s} if k not in chosen and k != "loss")
         if "loss" not in chosen and ("loss" in m or "loss" in s):
@@ -180,11 +199,22 @@ def build_report(
             "higher_is_better": {k: directions.get(k) for k in ordered},
             "improvement_percent": {k: improvements[k] for k in ordered},
         }
-    score = delta_m_multi(
-        {t: {k: multi[t][k] for k in chosen_metrics[t]} for t in names},
-        {t: {k: single[t][k] for k in chosen_metrics[t]} for t in names},
-        {t: {k: directions[k] for k in chosen_metrics[t]} for t in names},
-        average=average,
+    if skipped:
+        logger.warning(
+            "Δm skips metrics without labelled examples (NaN in the multi-task or single-task results): %s",
+            "; ".join(f"{task}: {', '.join(metrics)}" for task, metrics in skipped.items()),
+        )
+    compared = {t: [k for k in chosen_metrics[t] if k not in skipped.get(t, ())] for t in names}
+    compared = {t: metrics for t, metrics in compared.items() if metrics}
+    score = (
+        delta_m_multi(
+            {t: {k: multi[t][k] for k in compared[t]} for t in compared},
+            {t: {k: single[t][k] for k in compared[t]} for t in compared},
+            {t: {k: directions[k] for k in compared[t]} for t in compared},
+            average=average,
+        )
+        if compared
+        else math.nan
     )
     return {
         "recipe": str(recipe),
@@ -193,6 +223,7 @@ def build_report(
         "delta_m_average": average,
         "delta_m_metrics": chosen_metrics,
         "delta_m_per_task": per_task,
+        "delta_m_skipped": skipped,
         "tasks": task_entries,
         "train_seconds": float(train_seconds),
         "params": int(params),
@@ -226,11 +257,11 @@ _HEADER = ("task", "metric", "multi-task", "single-task", "rel. change (+ = MTL 
 
 
 def _format_value(value: Any) -> str:
-    if value is None:
-        return "n/a"
+    if is_missing(value):
+        return MISSING
     value = float(value)
     if not math.isfinite(value):
-        return "n/a"
+        return str(value)
     if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-3):
         return f"{value:.4g}"
     return f"{value:.4f}"
@@ -247,13 +278,15 @@ def _rows(report: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
         metrics = list(entry.get("improvement_percent") or {**entry["multi_task"], **entry["single_task"]})
         for metric in metrics:
             label = f"{metric} *" if metric in used.get(task, ()) else metric
+            multi, single = entry["multi_task"].get(metric), entry["single_task"].get(metric)
+            change = (entry.get("improvement_percent") or {}).get(metric)
             rows.append(
                 (
                     task,
                     label,
-                    _format_value(entry["multi_task"].get(metric)),
-                    _format_value(entry["single_task"].get(metric)),
-                    _format_percent((entry.get("improvement_percent") or {}).get(metric)),
+                    _format_value(multi),
+                    _format_value(single),
+                    MISSING if is_missing(multi) or is_missing(single) else _format_percent(change),
                 )
             )
     return rows
@@ -265,13 +298,24 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
         if report.get("delta_m_average") == "pair"
         else "per task, then over tasks"
     )
-    lines = [
-        f"Δm = {float(report['delta_m']):+.2f} % (positive = multi-task better; * = metric in Δm, "
-        f"averaged {averaged})"
-        if report.get("delta_m") is not None
-        else "Δm: not computed (no single-task baselines: baselines.enabled is false)",
-        f"training time: {float(report['train_seconds']):.1f} s, parameters: {int(report['params']):,}",
-    ]
+    score = report.get("delta_m")
+    skipped = report.get("delta_m_skipped") or {}
+    if score is None and not skipped:
+        first = "Δm: not computed (no single-task baselines: baselines.enabled is false)"
+    elif score is None or is_missing(score):
+        first = "Δm: not computed (every metric in Δm has no labelled examples in one of the results)"
+    else:
+        first = (
+            f"Δm = {float(score):+.2f} % (positive = multi-task better; * = metric in Δm, "
+            f"averaged {averaged})"
+        )
+    lines = [first]
+    if skipped:
+        listed = "; ".join(f"{task}: {', '.join(metrics)}" for task, metrics in skipped.items())
+        lines.append(f"Δm skips metrics without labelled examples ({MISSING}): {listed}")
+    lines.append(
+        f"training time: {float(report['train_seconds']):.1f} s, parameters: {int(report['params']):,}"
+    )
     extra = {k: v for k, v in report.items() if k not in _RESERVED and not isinstance(v, (list, dict))}
     lines.extend(f"{k}: {_format_value(v) if isinstance(v, float) else v}" for k, v in extra.items())
     return lines

@@ -80,7 +80,9 @@ class StepMetrics:
         self.task_metrics = task_metrics
         self.total = keras.metrics.Mean(name="loss")
         self.losses = [LabelledMean(name=f"{name}_loss") for name in task_names]
-        self.weights = [keras.metrics.Mean(name=f"{name}_weight") for name in task_names] if log_weights else []
+        self.weights = (
+            [keras.metrics.Mean(name=f"{name}_weight") for name in task_names] if log_weights else []
+        )
         self.conflicts: list[keras.metrics.Metric] = []
         if log_conflicts:
             for i, a in enumerate(task_names):
@@ -105,7 +107,9 @@ class StepMetrics:
                 spec = [spec] if isinstance(spec, (str, keras.metrics.Metric)) else list(spec)
                 task = Task(**{**task.get_config(), "metrics": spec})  # validated like Task metrics
             task_metrics.append(task.get_metrics())
-        return cls([t.name for t in tasks], task_metrics, log_conflicts=log_conflicts, log_weights=log_weights)
+        return cls(
+            [t.name for t in tasks], task_metrics, log_conflicts=log_conflicts, log_weights=log_weights
+        )
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:

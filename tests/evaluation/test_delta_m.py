@@ -58,3 +58,22 @@ def test_several_metrics_directions() -> None:
         delta_m_multi(multi, single, {"score": True}, average="metric")
     with pytest.raises(ValueError, match="No single-task baseline for metric 'auc'"):
         delta_m_multi({"a": {"auc": 0.9}}, single)
+
+
+def test_missing_metrics_are_skipped_only_when_asked() -> None:
+    from mtl_keras.evaluation.delta_m import is_missing, missing_pairs
+
+    nan = float("nan")
+    multi = {"a": {"auc": 0.84, "accuracy": nan}, "b": {"mse": None}, "c": {"mse": 0.6}}
+    single = {"a": {"auc": 0.80, "accuracy": 0.75}, "b": {"mse": 0.5}, "c": {"mse": nan}}
+    assert is_missing(nan) and is_missing(None) and not is_missing(0.0)
+    assert missing_pairs(multi, single) == {"a": ["accuracy"], "b": ["mse"], "c": ["mse"]}
+    # Only a's auc is left: +5 %, averaged over the one task that has a value.
+    assert delta_m_multi(multi, single, skip_missing=True) == pytest.approx(5.0)
+    assert delta_m_multi(multi, single, skip_missing=True, average="pair") == pytest.approx(5.0)
+    with pytest.raises(ValueError, match=r"a accuracy is missing .* multi-task"):
+        delta_m_multi(multi, single)
+    with pytest.raises(ValueError, match="Every metric entering Δm is missing"):
+        delta_m_multi({"b": {"mse": nan}}, {"b": {"mse": 0.5}}, skip_missing=True)
+    with pytest.raises(ValueError, match=r"missing .* single-task"):
+        relative_improvement(0.5, nan, False)

@@ -77,3 +77,39 @@ def test_conflicts(tmp_path) -> None:
     assert cosine_matrix({"loss": [1.0]}, NAMES) is None
     with pytest.raises(ValueError, match="3×3"):
         plot_conflicts(np.eye(2), NAMES, tmp_path / "bad.png")
+
+
+def test_constant_task_weights_are_not_plotted(tmp_path) -> None:
+    history = _history()
+    for name in NAMES:
+        history[f"{name}_weight"] = [2.0] * 5
+    assert plot_task_weights(history, NAMES, tmp_path / "static.png") is None
+    assert not (tmp_path / "static.png").exists()
+
+
+def test_a_task_without_labels_is_not_drawn_at_zero(tmp_path, monkeypatch) -> None:
+    from mtl_keras.evaluation import plots
+
+    figures = []
+
+    def keep(figure, path):
+        figures.append(figure)
+        return str(path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    history = _history()
+    nan = float("nan")
+    history["c_loss"] = [nan] * 5
+    history["val_c_loss"] = [nan] * 5
+    history["c_accuracy"] = [nan] * 5
+    history["val_a_auc"] = [nan, 0.7, nan, 0.8, 0.9]  # gaps, not zeros
+    tasks = [Task("a", "binary", metrics=["auc"]), Task("b"), Task("c", "multiclass", num_classes=3)]
+    plot_validation_curves(history, tasks, tmp_path / "curves.png")
+    axes = figures[0].axes
+    top_c, bottom_c = axes[2], axes[5]  # 2 rows × 3 columns, row-major
+    assert top_c.get_lines() == [] and bottom_c.get_lines() == []
+    assert "no labelled examples" in top_c.texts[0].get_text()
+    assert "no labelled examples" in bottom_c.texts[0].get_text()
+    validation = next(line for line in axes[3].get_lines() if line.get_label() == "validation")
+    y = np.asarray(validation.get_ydata(), dtype=float)
+    assert np.isnan(y[[0, 2]]).all() and np.all(y[[1, 3, 4]] > 0)

@@ -10,6 +10,7 @@ import pytest
 
 from mtl_keras import Task
 from mtl_keras.evaluation import build_report, format_table, split_results, write_report
+from mtl_keras.evaluation.report import to_json
 
 TASKS = [Task("a", "binary"), Task("b", "regression")]
 MULTI = {
@@ -109,3 +110,44 @@ def test_format_table() -> None:
     assert any(line.split() == ["a", "auc", "*", "0.8400", "0.8000", "+5.00", "%"] for line in lines)
     assert any(line.startswith("Δm = -3.75 %") for line in lines)
     assert "parameters: 1,234" in text
+
+
+def test_metrics_without_labels_are_missing_and_skipped_by_delta_m(tmp_path, caplog) -> None:
+    """Task b has no labels in the multi-task model's test split: its metrics are NaN in evaluate()."""
+    import logging
+
+    multi = {**MULTI, "b_loss": math.nan, "b_mse": math.nan}
+    with caplog.at_level(logging.WARNING, logger="mtl_keras"):
+        report = build_report(multi, SINGLE, TASKS, recipe="toy", train_seconds=1, params=1)
+    # Only a enters Δm: auc +5 %, accuracy +20 %.
+    assert report["delta_m"] == pytest.approx(12.5)
+    assert report["delta_m_per_task"] == {"a": pytest.approx(12.5), "b": None}
+    assert report["delta_m_skipped"] == {"b": ["mse"]}
+    assert report["tasks"]["b"]["multi_task"] == {"mse": None, "loss": None}
+    assert report["tasks"]["b"]["improvement_percent"] == {"mse": None, "loss": None}
+    assert any("b: mse" in r.getMessage() and "Δm skips" in r.getMessage() for r in caplog.records)
+    json_path, md_path = write_report(report, tmp_path)
+    with open(json_path) as stream:
+        loaded = json.load(stream)
+    assert loaded["tasks"]["b"]["multi_task"] == {"mse": None, "loss": None}
+    assert loaded["delta_m_per_task"]["b"] is None
+    with open(md_path, encoding="utf-8") as stream:
+        markdown = stream.read()
+    assert "| b | mse \\* | — | 0.5000 | — |" in markdown
+    assert "Δm skips metrics without labelled examples (—): b: mse" in markdown
+    text = format_table(report)
+    assert any(line.split() == ["b", "mse", "*", "—", "0.5000", "—"] for line in text.splitlines())
+
+
+def test_delta_m_is_missing_when_every_metric_is() -> None:
+    multi = {k: (math.nan if k.startswith(("a_", "b_")) else v) for k, v in MULTI.items()}
+    report = build_report(multi, SINGLE, TASKS, recipe="toy", train_seconds=1, params=1)
+    assert math.isnan(report["delta_m"])
+    assert report["delta_m_skipped"] == {"a": ["auc", "accuracy"], "b": ["mse"]}
+    assert json.loads(to_json(report))["delta_m"] is None
+    assert "Δm: not computed (every metric in Δm has no labelled examples" in format_table(report)
+
+
+def test_split_results_reads_null_as_missing() -> None:
+    split = split_results({"a_auc": None, "a_loss": 0.5}, ["a"])
+    assert math.isnan(split["a"]["auc"]) and split["a"]["loss"] == 0.5

@@ -23,7 +23,9 @@ def _zero_regression_model() -> MultiTaskModel:
     hidden = keras.layers.Dense(4, activation="relu", name="trunk")(inputs)
     outputs = {
         "a": keras.layers.Dense(1, activation="sigmoid", name="head_a")(hidden),
-        "b": keras.layers.Dense(1, kernel_initializer="zeros", bias_initializer="zeros", name="head_b")(hidden),
+        "b": keras.layers.Dense(1, kernel_initializer="zeros", bias_initializer="zeros", name="head_b")(
+            hidden
+        ),
     }
     return MultiTaskModel(
         inputs, outputs, tasks=[Task("a", "binary"), Task("b", "regression")], shared_layers=["trunk"]
@@ -127,9 +129,7 @@ def test_task_without_labels_reports_nan_loss_and_metrics():
     model.compile("adam", metrics={"a": ["auc", "accuracy"]})
     y_val = {k: v.copy() for k, v in y.items()}
     y_val["c"][:] = np.nan
-    history = model.fit(
-        x, y, validation_data=(x, y_val), batch_size=32, epochs=1, verbose=0
-    ).history
+    history = model.fit(x, y, validation_data=(x, y_val), batch_size=32, epochs=1, verbose=0).history
     assert np.isnan(history["val_c_loss"][0]) and np.isnan(history["val_c_accuracy"][0])
     assert np.isfinite(history["c_loss"][0]) and np.isfinite(history["c_accuracy"][0])
     assert np.isfinite(history["val_a_auc"][0]) and np.isfinite(history["val_loss"][0])
@@ -214,9 +214,7 @@ def test_two_replicas_log_the_single_device_per_task_losses(mirrored_strategy):
         assert two_result[key] == pytest.approx(one_result[key], rel=1e-4, abs=1e-6), key
     # Independently: the distributed evaluate equals the losses over all labelled rows.
     b, c = ~np.isnan(y["b"]), ~np.isnan(y["c"])
-    assert two_result["b_loss"] == pytest.approx(
-        np.mean((predictions["b"][b, 0] - y["b"][b]) ** 2), rel=1e-5
-    )
+    assert two_result["b_loss"] == pytest.approx(np.mean((predictions["b"][b, 0] - y["b"][b]) ** 2), rel=1e-5)
     probabilities = np.clip(predictions["c"][c].astype(np.float64), 1e-7, 1.0)
     expected_c = -np.mean(np.log(probabilities[np.arange(c.sum()), y["c"][c].astype(int)]))
     assert two_result["c_loss"] == pytest.approx(expected_c, rel=1e-5)
