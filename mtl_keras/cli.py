@@ -21,6 +21,8 @@ the model and a TF Serving export."""
 
 EXAMPLES = """\
 examples:
+  mtl-keras init data.csv --task churn:binary --task spend:regression --output churn.yaml
+  mtl-keras train churn.yaml
   mtl-keras train zoo/census_mmoe.yaml
   mtl-keras train zoo/synthetic_mmoe.yaml --set training.epochs=2 --set balancer=pcgrad --output runs/try
   mtl-keras train zoo/census_mmoe.yaml --strategy mirrored     # on every local GPU
@@ -68,6 +70,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="distribution strategy, overrides the recipe's distribute.strategy: default (one device), "
         "mirrored (every local GPU) or multi_worker (the cluster in TF_CONFIG)",
+    )
+
+    init = commands.add_parser(
+        "init", help="write a runnable recipe for your own CSV or Parquet file (features inferred)"
+    )
+    init.add_argument("data_file", metavar="DATA_FILE", help="a CSV (.csv, .csv.gz, a glob) or Parquet file")
+    init.add_argument(
+        "--task",
+        dest="tasks",
+        action="append",
+        default=[],
+        required=True,
+        metavar="NAME:KIND[:COLUMN]",
+        help="a task: KIND is binary, multiclass or regression; COLUMN (default NAME) holds its labels "
+        "(repeatable)",
+    )
+    init.add_argument("--test", metavar="FILE", help="a test file of its own (default: 20%% of DATA_FILE)")
+    init.add_argument(
+        "--architecture", default="mmoe", metavar="NAME", help="the architecture (default: mmoe)"
+    )
+    init.add_argument(
+        "--output", "-o", metavar="RECIPE", help="the recipe to write (default: <file stem>.yaml)"
     )
 
     add_tune_parser(commands)
@@ -151,6 +175,20 @@ def _load_run(run_dir: str) -> tuple[Any, Any]:
     return recipe, keras.models.load_model(model_file)
 
 
+def _init(args: argparse.Namespace) -> int:
+    from mtl_keras.data.columns import describe_columns
+    from mtl_keras.recipes.writer import init_recipe
+
+    path, dataset = init_recipe(
+        args.data_file, args.tasks, test=args.test, architecture=args.architecture, output=args.output
+    )
+    _print(describe_columns(dataset.columns, dataset.statistics))
+    sizes = ", ".join(f"{s} {dataset.num_examples(s)}" for s in ("train", "validation", "test"))
+    _print(f"\ntasks {', '.join(dataset.task_names)}; rows: {sizes}")
+    _print(f"wrote {path}; train it with:\n  mtl-keras train {path}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from mtl_keras.experiments.preparation import load_data
 
@@ -207,7 +245,14 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "tune": tune_command, "evaluate": _evaluate, "export": _export, "list": _list}
+COMMANDS = {
+    "init": _init,
+    "train": _train,
+    "tune": tune_command,
+    "evaluate": _evaluate,
+    "export": _export,
+    "list": _list,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 import keras
 
-from mtl_keras.builders.inputs import make_inputs
+from mtl_keras.builders.inputs import make_inputs, trainable_input_layers
 from mtl_keras.builders.sharing import check_shared_layers
 from mtl_keras.layers._checks import check_positive_int, check_rate
 from mtl_keras.layers.towers import Tower
@@ -170,14 +170,14 @@ def build_model(
     task_list = as_tasks(tasks)
     model_inputs, features = make_inputs(inputs)
     graph = graph_fn(task_list, features, prefix="", **options)
-    check_shared_layers(
-        graph.shared_layers, graph.outputs, columnwise=graph.columnwise, loss_free=graph.loss_free
-    )
+    # Embedding tables of raw features feed every task: shared, before the builder's own (W_s stays last).
+    shared = [*trainable_input_layers(features), *graph.shared_layers]
+    check_shared_layers(shared, graph.outputs, columnwise=graph.columnwise, loss_free=graph.loss_free)
     return MultiTaskModel(
         model_inputs,
         graph.outputs,
         tasks=task_list,
-        shared_layers=[layer.name for layer in graph.shared_layers],
+        shared_layers=[layer.name for layer in shared],
         representation=graph.representation.name if graph.representation is not None else None,
         balancer=balancer,
         name=name,

@@ -316,18 +316,27 @@ class _Encoders:
         return keras.layers.Flatten(name=f"flatten_{safe}")(embedding(ids))
 
 
+def encode_raw(spec: RawFeatures, inputs: Mapping[str, Any], *, prefix: str = "") -> Any:
+    """The feature tensor of ``spec``'s columns computed from the model ``inputs`` (``{feature: keras.Input}``)
+    by preprocessing layers whose names start with ``prefix``: a second call with another prefix makes an
+    independent copy (its own embedding tables), as each single-task baseline column needs."""
+    used = [name for name, column in spec.columns.items() if column.kind != "skip"]
+    safe_names = {k: prefix + v for k, v in safe_input_names(used).items()}
+    encoders = _Encoders(spec, safe_names)
+    encoded = [encoders.encode(name, inputs[name]) for name in used]
+    if len(encoded) == 1:
+        return encoded[0]
+    return keras.layers.Concatenate(name=f"{prefix}raw_features")(encoded)
+
+
 def _raw_block(spec: RawFeatures) -> tuple[dict[str, Any], Any]:
-    inputs: dict[str, Any] = {}
-    encoded = []
     used = [name for name, column in spec.columns.items() if column.kind != "skip"]
     safe_names = safe_input_names(used)
-    encoders = _Encoders(spec, safe_names)
-    for name in used:
-        dtype = INPUT_DTYPES[spec.columns[name].kind]
-        inputs[name] = keras.Input(shape=(1,), dtype=dtype, name=safe_names[name])
-        encoded.append(encoders.encode(name, inputs[name]))
-    features = keras.layers.Concatenate(name="raw_features")(encoded) if len(encoded) > 1 else encoded[0]
-    return inputs, features
+    inputs: dict[str, Any] = {
+        name: keras.Input(shape=(1,), dtype=INPUT_DTYPES[spec.columns[name].kind], name=safe_names[name])
+        for name in used
+    }
+    return inputs, encode_raw(spec, inputs)
 
 
 def trainable_input_layers(features: Any) -> list[keras.layers.Layer]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from mtl_keras.builders._common import Graph
 from mtl_keras.builders.architectures import lookup
-from mtl_keras.builders.inputs import make_inputs
+from mtl_keras.builders.inputs import RawFeatures, encode_raw, make_inputs, trainable_input_layers
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import as_tasks
 
@@ -28,8 +28,8 @@ def single_task(
 
     Args:
         tasks: the tasks.
-        inputs: as for every builder; the raw-feature preprocessing block (if any) is shared, as it has no
-            trainable variables.
+        inputs: as for every builder; the raw-feature preprocessing block (if any) is shared when it has no
+            trainable variables, and copied into each column when it has (embedding tables).
         architecture: the name of the multi-task architecture whose single-task version to build
             (``"hard_sharing"``, ``"mmoe"``, ``"cgc"``, ...).
         **options: that architecture's options (``trunk=``, ``num_experts=``, ...).
@@ -39,8 +39,12 @@ def single_task(
     column = lookup(architecture)
     task_list = as_tasks(tasks)
     model_inputs, features = make_inputs(inputs)
+    # Embedding tables are trainable: each column gets its own copy of such a preprocessing block.
+    own_block = isinstance(inputs, RawFeatures) and bool(trainable_input_layers(features))
     outputs: dict[str, Any] = {}
     for task in task_list:
-        graph: Graph = column.graph([task], features, prefix=f"{task.name}__", **column.fixed, **options)
+        prefix = f"{task.name}__"
+        column_features = encode_raw(inputs, model_inputs, prefix=prefix) if own_block else features
+        graph: Graph = column.graph([task], column_features, prefix=prefix, **column.fixed, **options)
         outputs.update(graph.outputs)
     return MultiTaskModel(model_inputs, outputs, tasks=task_list, name=name)

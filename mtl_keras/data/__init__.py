@@ -1,7 +1,11 @@
 """Multi-task data sets, their containers and task sampling.
 
-Every loader returns a `MultiTaskDataset` (tasks + train / validation / test `Split`s, labels as
-``{task name: float32 array}`` with NaN for missing labels). `DATASETS` maps the names recipes use to loaders.
+The bundled loaders return a `MultiTaskDataset` (tasks + train / validation / test `Split`s in memory, labels
+as ``{task name: float32 array}`` with NaN for missing labels). A user's own table comes through
+`from_csv`, `from_parquet`, `from_tfrecord`, `from_dataframe` or `from_dataset` as a `StreamedDataset`
+(checked in one streaming pass, then streamed through ``tf.data``). Both are read by training through the
+same methods (``num_examples``, ``input_spec``, ``batches``, ``training_stream``, ``examples``).
+`DATASETS` maps the names recipes use to loaders (``csv``, ``parquet`` and ``tfrecord`` among them).
 
 Importing this package registers our TFDS builders (``mtl_census``, ``mtl_synthetic_mmoe``; see
 :mod:`mtl_keras.data.tfds_builders`), and `load_tfds` reads any TFDS data set with several label features.
@@ -17,12 +21,14 @@ from mtl_keras.data.base import FEATURE_KINDS, MultiTaskDataset, Split, split_va
 from mtl_keras.data.census import ChecksumError, download_census, load_census
 from mtl_keras.data.digits import multidigits, multimnist
 from mtl_keras.data.sampling import TemperatureSampler, temperature_probabilities
+from mtl_keras.data.sources import from_csv, from_dataframe, from_dataset, from_parquet, from_tfrecord
+from mtl_keras.data.streamed import StreamedDataset
 from mtl_keras.data.synthetic import gradnorm_toy, sincos, synthetic_mmoe
 from mtl_keras.data.tfds_builders import CensusConfig, MtlCensus, MtlSyntheticMmoe, SyntheticMmoeConfig
 from mtl_keras.data.tfds_loader import load_tfds
 
 #: Data set name -> loader (keyword arguments of the loader are the recipe's data options).
-DATASETS: dict[str, Callable[..., MultiTaskDataset]] = {
+DATASETS: dict[str, Callable[..., MultiTaskDataset | StreamedDataset]] = {
     "census": load_census,
     "synthetic_mmoe": synthetic_mmoe,
     "sincos": sincos,
@@ -30,10 +36,16 @@ DATASETS: dict[str, Callable[..., MultiTaskDataset]] = {
     "multidigits": multidigits,
     "multimnist": multimnist,
     "tfds": load_tfds,
+    "csv": from_csv,
+    "parquet": from_parquet,
+    "tfrecord": from_tfrecord,
 }
 
+#: What training reads: a bundled data set in memory or a streamed table.
+AnyDataset = MultiTaskDataset | StreamedDataset
 
-def load_dataset(name: str, /, **options: Any) -> MultiTaskDataset:
+
+def load_dataset(name: str, /, **options: Any) -> AnyDataset:
     """Load a data set by its `DATASETS` name, e.g. ``load_dataset("synthetic_mmoe", p=0.5, seed=1)`` or
     ``load_dataset("tfds", name="mnist", tasks={"digit": {"feature": "label"}})``."""
     if name not in DATASETS:
@@ -47,15 +59,22 @@ def load_dataset(name: str, /, **options: Any) -> MultiTaskDataset:
 __all__ = [
     "DATASETS",
     "FEATURE_KINDS",
+    "AnyDataset",
     "CensusConfig",
     "ChecksumError",
     "MtlCensus",
     "MtlSyntheticMmoe",
     "MultiTaskDataset",
     "Split",
+    "StreamedDataset",
     "SyntheticMmoeConfig",
     "TemperatureSampler",
     "download_census",
+    "from_csv",
+    "from_dataframe",
+    "from_dataset",
+    "from_parquet",
+    "from_tfrecord",
     "gradnorm_toy",
     "load_census",
     "load_dataset",

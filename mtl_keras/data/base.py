@@ -14,13 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from mtl_keras.data.columns import COLUMN_KINDS, KIND_ALIASES
 from mtl_keras.tasks import Task
 
 #: Inputs: one dense array (vectors or NHWC images) or a dict of raw feature columns.
 Inputs = np.ndarray | dict[str, np.ndarray]
 
-#: Feature kinds a `MultiTaskDataset.features` entry may take.
-FEATURE_KINDS = ("numeric", "string_categorical", "integer_categorical")
+#: Feature kinds a `MultiTaskDataset.features` entry may take (those of a column spec, and the older
+#: name ``string_categorical`` for ``categorical``).
+FEATURE_KINDS = (*COLUMN_KINDS, *KIND_ALIASES)
 
 
 def _check_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:

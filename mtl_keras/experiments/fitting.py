@@ -23,7 +23,8 @@ from typing import Any
 import keras
 
 from mtl_keras import __version__
-from mtl_keras.data import MultiTaskDataset
+from mtl_keras.callbacks import LossScaleWarning
+from mtl_keras.data import AnyDataset
 from mtl_keras.distribute.checkpoint import CheckpointMismatch, Restored, TrainingCheckpoint, restore
 from mtl_keras.distribute.loops import TrainingRun, loop_for, replay_epoch_hooks
 from mtl_keras.distribute.strategy import agree, in_scope, worker_role
@@ -82,7 +83,7 @@ class Fitted:
 
 
 def _restore(
-    recipe: Recipe, dataset: MultiTaskDataset, strategy: Any, model: MultiTaskModel, backup_dir: Path
+    recipe: Recipe, dataset: AnyDataset, strategy: Any, model: MultiTaskModel, backup_dir: Path
 ) -> Restored | None:
     try:
         restored: Restored | None = in_scope(
@@ -115,7 +116,7 @@ def _history(model: MultiTaskModel, logs: dict[str, list[float]]) -> keras.callb
 def fit(
     model: MultiTaskModel,
     recipe: Recipe,
-    dataset: MultiTaskDataset,
+    dataset: AnyDataset,
     strategy: Any,
     *,
     epochs: int,
@@ -159,7 +160,13 @@ def fit(
         steps_per_epoch=spec.steps_per_epoch,
         epochs=epochs,
         validation=dataset.batches("validation", max(recipe.training.batch_size, 1024)),
-        callbacks=[*callbacks, *stoppers(recipe.training.early_stopping), history, *after],
+        callbacks=[
+            *callbacks,
+            *([LossScaleWarning()] if chief else []),
+            *stoppers(recipe.training.early_stopping),
+            history,
+            *after,
+        ],
         start_step=start_step,
         verbose=verbose if chief else 0,
     )
@@ -172,7 +179,7 @@ def fit(
 
 
 def evaluate(
-    model: MultiTaskModel, dataset: MultiTaskDataset, strategy: Any, split: str = "test"
+    model: MultiTaskModel, dataset: AnyDataset, strategy: Any, split: str = "test"
 ) -> dict[str, float]:
     """``{metric: value}`` of ``model`` on ``split`` of ``dataset`` (through the strategy's loop)."""
     return loop_for(strategy).evaluate(model, dataset.batches(split, 1024))

@@ -13,7 +13,7 @@ import keras
 
 from mtl_keras._registry import suggest
 from mtl_keras.builders.catalog import get_builder
-from mtl_keras.data import DATASETS, MultiTaskDataset
+from mtl_keras.data import DATASETS, AnyDataset
 from mtl_keras.distribute.strategy import in_scope, make_strategy
 from mtl_keras.distribute.stream import StreamSpec
 from mtl_keras.experiments.optimizers import build_optimizer
@@ -28,14 +28,14 @@ class Prepared:
     None when ``baselines.enabled`` is false."""
 
     recipe: Recipe
-    dataset: MultiTaskDataset
+    dataset: AnyDataset
     tasks: list[Task]
     strategy: Any
     model: MultiTaskModel
     baseline: MultiTaskModel | None
 
 
-def load_data(recipe: Recipe) -> MultiTaskDataset:
+def load_data(recipe: Recipe) -> AnyDataset:
     """The recipe's data set (``data.name`` with ``data.options``)."""
     try:
         return DATASETS[recipe.data.name](**recipe.data.options)
@@ -43,7 +43,7 @@ def load_data(recipe: Recipe) -> MultiTaskDataset:
         raise RecipeError("data", str(error).replace("\n", " ")) from None
 
 
-def resolve_tasks(recipe: Recipe, dataset: MultiTaskDataset) -> list[Task]:
+def resolve_tasks(recipe: Recipe, dataset: AnyDataset) -> list[Task]:
     """The data set's tasks with the recipe's overrides (metrics, loss); unknown task names are errors."""
     names = [t.name for t in dataset.tasks]
     for name in recipe.tasks:
@@ -97,7 +97,7 @@ def _balancer(recipe: Recipe) -> list[Any]:
     return [balancers.get(part.name, **part.options) for part in recipe.balancer.parts]
 
 
-def build_model(recipe: Recipe, dataset: MultiTaskDataset, tasks: list[Task]) -> MultiTaskModel:
+def build_model(recipe: Recipe, dataset: AnyDataset, tasks: list[Task]) -> MultiTaskModel:
     """The compiled multi-task model of ``recipe`` (call inside the strategy's scope)."""
     architecture = recipe.architecture
     steps = stream_spec(recipe, dataset).steps_per_epoch
@@ -121,7 +121,7 @@ def build_model(recipe: Recipe, dataset: MultiTaskDataset, tasks: list[Task]) ->
     return model
 
 
-def build_baseline(recipe: Recipe, dataset: MultiTaskDataset, tasks: list[Task]) -> MultiTaskModel:
+def build_baseline(recipe: Recipe, dataset: AnyDataset, tasks: list[Task]) -> MultiTaskModel:
     """The compiled single-task baselines: one column per task, the architecture's own options."""
     architecture = recipe.architecture
     steps = stream_spec(recipe, dataset).steps_per_epoch
@@ -141,7 +141,7 @@ def build_baseline(recipe: Recipe, dataset: MultiTaskDataset, tasks: list[Task])
 
 
 def build_models(
-    recipe: Recipe, dataset: MultiTaskDataset, tasks: list[Task], strategy: Any
+    recipe: Recipe, dataset: AnyDataset, tasks: list[Task], strategy: Any
 ) -> tuple[MultiTaskModel, MultiTaskModel | None]:
     """The compiled multi-task model and its single-task baselines (None when disabled), in ``strategy``."""
 

@@ -23,7 +23,7 @@ import keras
 
 from mtl_keras import __version__
 from mtl_keras.distribute.strategy import agree, worker_role
-from mtl_keras.evaluation.report import atomic_write_text, build_report, write_report
+from mtl_keras.evaluation.report import _clean, atomic_write_text, build_report, write_report
 from mtl_keras.experiments.fitting import evaluate, fingerprint, fit
 from mtl_keras.experiments.preparation import Prepared
 from mtl_keras.recipes import Recipe
@@ -138,6 +138,9 @@ def _run(prepared: Prepared, out: Path, writes: Path, *, resume: bool) -> dict[s
     recipe = prepared.recipe
     writes.mkdir(parents=True, exist_ok=True)
     atomic_write_text(writes / "recipe.json", json.dumps(recipe.model_dump(), indent=2, default=str))
+    describe = getattr(prepared.dataset, "describe", None)
+    if describe is not None:  # a user's table: its feature kinds, statistics and label encodings
+        atomic_write_text(writes / "data.json", json.dumps(describe(), indent=2, default=str))
     logger.info("Training %s (%s) on %s.", recipe.name, recipe.architecture.name, prepared.dataset.name)
     fitted = _fit(prepared, prepared.model, recipe.training.epochs, out / "backup", resume=resume)
     history = fitted.history.history
@@ -164,7 +167,8 @@ def _run(prepared: Prepared, out: Path, writes: Path, *, resume: bool) -> dict[s
         report = build_report(multi, baselines["test"], prepared.tasks, **common, **extra)
     else:
         report = multi_task_report(multi, prepared.tasks, **common, **extra)
-    atomic_write_text(writes / "history.json", json.dumps(history, indent=2))
+    # NaN (a task without labels in an epoch) is null: history.json stays valid JSON.
+    atomic_write_text(writes / "history.json", json.dumps(_clean(history), indent=2, allow_nan=False))
     report["plots"] = _plots(history, prepared.tasks, writes / "plots")
     if recipe.export.enabled:
         base_dir = export_dir(recipe) if writes == out else str(writes / "saved_models")

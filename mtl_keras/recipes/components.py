@@ -52,6 +52,22 @@ def _loaders() -> dict[str, Callable[..., Any]]:
     return DATASETS
 
 
+#: data sources that read files, and their options that are paths (relative to the recipe's folder)
+FILE_SOURCES = ("csv", "parquet", "tfrecord")
+FILE_KEYS = ("path", "test", "validation")
+
+
+def _resolve(value: Any, directory: Any) -> Any:
+    """A relative path (or each of a list) as seen from the recipe's folder; URLs and absolute paths kept."""
+    import os
+
+    if isinstance(value, list):
+        return [_resolve(v, directory) for v in value]
+    if isinstance(value, str) and "://" not in value and not os.path.isabs(value):
+        return os.path.normpath(os.path.join(str(directory), value))
+    return value
+
+
 TFDS_HINT = "A TFDS data set is a `tfds:` block: `data: {tfds: {name: <TFDS name>, tasks: {...}}}`"
 
 
@@ -66,7 +82,7 @@ class DataSpec(Named):
 
     @model_validator(mode="before")
     @classmethod
-    def _parse(cls, data: Any) -> Any:
+    def _parse(cls, data: Any, info: Any) -> Any:
         loaders = _loaders()
         if isinstance(data, Mapping) and "tfds" in data and "name" not in data:
             extra = [k for k in data if k != "tfds"]
@@ -75,12 +91,23 @@ class DataSpec(Named):
             block = data["tfds"]
             if not isinstance(block, Mapping) or "name" not in block or "tasks" not in block:
                 raise RecipeError("tfds", f"expected a mapping with `name` and `tasks`, got {block!r}")
-            return {"name": "tfds", "options": check_options(block, loaders["tfds"], "tfds", "tfds")}
+            return {
+                "name": "tfds",
+                "options": check_options(block, loaders["tfds"], "tfds", "tfds", reserved=("self",)),
+            }
         names = sorted(k for k in loaders if k != "tfds")
         if isinstance(data, Mapping) and data.get("name") == "tfds":
             raise RecipeError("name", f"expected one of {names}, got 'tfds'. {TFDS_HINT}")
         name, options = _named(data, names)
-        return {"name": name, "options": check_options(options, loaders[name], "", f"data set {name!r}")}
+        directory = (info.context or {}).get("directory")
+        if name in FILE_SOURCES and directory is not None:
+            options = {k: (_resolve(v, directory) if k in FILE_KEYS else v) for k, v in options.items()}
+        return {
+            "name": name,
+            "options": check_options(
+                options, loaders[name], "", f"data set {name!r}", reserved=("self", "name")
+            ),
+        }
 
     @model_serializer
     def _flat(self) -> dict[str, Any]:

@@ -54,8 +54,9 @@ def _field_type(annotation: Any) -> Any:
 
 
 @functools.cache
-def options_model(target: Callable[..., Any]) -> type[BaseModel]:
-    """A pydantic model of the keyword parameters of ``target`` (for a class: of its ``__init__``)."""
+def options_model(target: Callable[..., Any], reserved: tuple[str, ...] = RESERVED) -> type[BaseModel]:
+    """A pydantic model of the keyword parameters of ``target`` (for a class: of its ``__init__``) but
+    those in ``reserved``."""
     function = target.__init__ if isinstance(target, type) else target  # type: ignore[misc]
     signature = inspect.signature(function)
     hints = _hints(function)
@@ -66,7 +67,7 @@ def options_model(target: Callable[..., Any]) -> type[BaseModel]:
             takes_kwargs = True
         if (
             parameter.kind not in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD)
-            or name in RESERVED
+            or name in reserved
         ):
             continue
         annotation = _field_type(hints.get(name, Any))
@@ -88,12 +89,17 @@ def options_model(target: Callable[..., Any]) -> type[BaseModel]:
 
 
 def check_options(
-    options: Mapping[str, Any], target: Callable[..., Any], path: str, what: str
+    options: Mapping[str, Any],
+    target: Callable[..., Any],
+    path: str,
+    what: str,
+    *,
+    reserved: tuple[str, ...] = RESERVED,
 ) -> dict[str, Any]:
     """Check ``options`` against the keyword parameters of ``target``; return them (only those given),
     converted (``1`` → ``1.0`` for a float, ``8`` → ``[8]`` for a list). Raises `RecipeError` naming
-    ``path.option``."""
-    model = options_model(target)
+    ``path.option``; ``reserved`` parameters are not options."""
+    model = options_model(target, reserved)
     try:
         checked = model.model_validate(dict(options))
     except ValidationError as error:

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mtl_keras.data import MultiTaskDataset
+from mtl_keras.data import AnyDataset
 from mtl_keras.evaluation.report import atomic_write_text
 from mtl_keras.experiments.fitting import evaluate, fingerprint, fit
 from mtl_keras.experiments.preparation import build_models
@@ -29,7 +29,7 @@ BASELINES_FILE = "baselines.json"
 
 def single_task_validation(
     recipe: Recipe,
-    dataset: MultiTaskDataset,
+    dataset: AnyDataset,
     tasks: list[Task],
     strategy: Any,
     directory: Path,

@@ -17,7 +17,7 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from mtl_keras.data import MultiTaskDataset
+from mtl_keras.data import AnyDataset
 from mtl_keras.distribute.strategy import in_scope
 from mtl_keras.experiments.fitting import fit
 from mtl_keras.experiments.preparation import build_model
@@ -81,7 +81,7 @@ class MultiTaskHyperModel(kt.HyperModel):
         self,
         recipe: Mapping[str, Any] | Recipe,
         space: Mapping[str, Entry | Mapping[str, Any]],
-        dataset: MultiTaskDataset,
+        dataset: AnyDataset,
         tasks: list[Task],
         strategy: Any,
         *,

@@ -38,7 +38,7 @@ import keras_tuner as kt
 import numpy as np
 
 from mtl_keras._registry import suggest
-from mtl_keras.data import MultiTaskDataset
+from mtl_keras.data import AnyDataset
 from mtl_keras.evaluation.report import build_report, split_results
 from mtl_keras.recipes import RecipeError
 from mtl_keras.tasks import HIGHER_IS_BETTER, Task
@@ -112,7 +112,7 @@ def validation_metrics(logs: Mapping[str, Any], task_names: Sequence[str]) -> di
 # --- mean_normalized --------------------------------------------------------------------------------------
 
 
-def constant_references(dataset: MultiTaskDataset, tasks: Sequence[Task]) -> dict[str, dict[str, float]]:
+def constant_references(dataset: AnyDataset, tasks: Sequence[Task]) -> dict[str, dict[str, float]]:
     """``{task: {metric: m_const}}``: each validation metric of a constant predictor fitted on train labels."""
     references: dict[str, dict[str, float]] = {}
     train_labels, valid_labels = dataset.label_arrays("train"), dataset.label_arrays("validation")

@@ -22,9 +22,10 @@ def test_unlabelled_task_gets_zero_loss_and_nothing_is_nan(balancer, level):
     model.compile(keras.optimizers.Adam(0.01), balancer=balancer, balancer_level=level)
     tower_c = [v.numpy().copy() for v in model.get_layer("tower_c").trainable_variables]
     history = model.fit(x, y, batch_size=32, epochs=2, verbose=0).history
-    assert history["c_loss"] == [0.0, 0.0]
+    assert np.all(np.isnan(history["c_loss"]))  # no labels: no loss to report, never 0
     for key, values in history.items():
-        assert np.all(np.isfinite(values)), key
+        if not key.startswith("c_"):
+            assert np.all(np.isfinite(values)), key
     for variable in model.trainable_variables:
         assert np.all(np.isfinite(variable.numpy())), variable.path
     # The unlabelled head receives no gradient at all.

@@ -72,7 +72,7 @@ def _model(spec: RawFeatures) -> keras.Model:
 
 
 def _functional(spec: RawFeatures) -> keras.Model:
-    """The raw block under a shared Dense and two heads, without a builder (see the xfail test below)."""
+    """The raw block under a shared Dense and two heads, without a builder (the builder path is tested below)."""
     keras.utils.set_random_seed(0)
     inputs, features = make_inputs(spec)
     hidden = keras.layers.Dense(8, activation="relu")(features)
@@ -108,15 +108,26 @@ def test_hard_sharing_with_the_kinds_that_have_no_embedding() -> None:
     assert all(np.isfinite(np.asarray(v)).all() for v in predictions.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="build_model (builders/_common.py) does not yet add the raw block's embedding layers "
-    "(builders.inputs.trainable_input_layers) to the model's shared layers",
-)
-def test_hard_sharing_with_embedded_kinds() -> None:
-    x, _ = _data()
-    _model(RawFeatures(FEATURES, x))
+def test_builders_share_embedding_tables_and_baselines_copy_them() -> None:
+    x, y = _data()
+    model = _model(RawFeatures(FEATURES, x))
+    embedded = {"embed_city", "embed_user", "embed_item", "embed_home", "embed_tags"}
+    assert embedded <= set(model.shared_layer_names)
+    model.compile(optimizer="adam", balancer="pcgrad")  # an aggregator sees the tables as shared
+    model.fit(_inputs(x), y, epochs=1, batch_size=64, verbose=0)
+    baseline = builders.single_task(TASKS, RawFeatures(FEATURES, x), trunk=(8,), tower_units=(4,))
+    names = {layer.name for layer in baseline.layers}
+    columns = [n.removeprefix("embed_") for n in embedded]
+    for task in TASKS:
+        assert {f"embed_{task.name}__{c}" for c in columns} <= names  # one table per column
+    assert not embedded & names
+    baseline.compile(optimizer="adam")
+    tables_b = [baseline.get_layer(f"embed_b__{c}") for c in columns]
+    before = [np.array(layer.get_weights()[0]) for layer in tables_b]
+    y_only_a = {"a": y["a"], "b": np.full_like(np.asarray(y["b"], dtype=np.float32), np.nan)}
+    baseline.fit(_inputs(x), y_only_a, epochs=1, batch_size=64, verbose=0)
+    for layer, weights in zip(tables_b, before, strict=True):  # task a's training leaves b's tables alone
+        np.testing.assert_array_equal(layer.get_weights()[0], weights)
 
 
 def test_every_kind_trains_with_the_documented_input_dtypes(trained) -> None:

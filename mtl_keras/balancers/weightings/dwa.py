@@ -44,6 +44,8 @@ class DWA(Weighting):
         if len(self._history) < 2:
             return
         ratio = self._history[1] / np.maximum(self._history[0], 1e-12)
+        # A task without labels in an epoch has a NaN loss: its rate is unknown, taken as neutral (1).
+        ratio = np.where(np.isfinite(ratio), ratio, 1.0)
         logits = ratio / self.temperature
         exp = np.exp(logits - logits.max())
         assert self.num_tasks is not None

@@ -47,6 +47,11 @@ class InverseValidation(Weighting):
             )
         scores = np.array([validation_logs[k] for k in keys], dtype=np.float64)
         inverse = 1.0 / np.maximum(scores, 1e-12)
+        known = np.isfinite(inverse)
+        if not known.any():  # no task had validation labels: keep the weights
+            return
+        # A task without validation labels (NaN score) gets the mean of the others' inverse scores.
+        inverse = np.where(known, inverse, inverse[known].mean())
         self.lambdas.assign((len(keys) * inverse / inverse.sum()).astype("float32"))
 
     def get_config(self) -> dict[str, Any]:
