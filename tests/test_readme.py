@@ -44,5 +44,5 @@ def test_cli_help_lists_the_commands():
         [sys.executable, "-m", "mtl_keras.cli", "--help"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0
-    for command in ("train", "evaluate", "export", "list"):
+    for command in ("init", "train", "evaluate", "export", "list"):
         assert command in result.stdout

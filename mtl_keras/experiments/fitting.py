@@ -52,9 +52,30 @@ def fingerprint(recipe: Recipe, sections: Sequence[str] = RESULT_SECTIONS) -> st
     holds: the baselines' results, a checkpoint to resume)."""
     dumped = recipe.model_dump()
     payload = json.dumps(
-        {k: dumped[k] for k in sections} | {"version": __version__}, sort_keys=True, default=str
+        {k: dumped[k] for k in sections} | {"version": __version__, "files": data_files(recipe)},
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def data_files(recipe: Recipe) -> list[tuple[str, int, float]]:
+    """``(path, size, modification time)`` of every file a file-based data source reads: results computed from
+    files are not reused once a file changed."""
+    import tensorflow as tf
+
+    from mtl_keras.recipes.components import FILE_KEYS, FILE_SOURCES
+
+    if recipe.data.name not in FILE_SOURCES:
+        return []
+    found = []
+    for key in FILE_KEYS:
+        value = recipe.data.options.get(key)
+        for pattern in [value] if isinstance(value, str) else list(value or []):
+            for path in sorted(tf.io.gfile.glob(pattern)):
+                stat = tf.io.gfile.stat(path)
+                found.append((path, int(stat.length), float(stat.mtime_nsec)))
+    return found
 
 
 def checkpoint_fingerprint(recipe: Recipe) -> str:
@@ -189,6 +210,7 @@ __all__ = [
     "RESULT_SECTIONS",
     "Fitted",
     "checkpoint_fingerprint",
+    "data_files",
     "evaluate",
     "fingerprint",
     "fit",
