@@ -74,6 +74,41 @@ def test_init_train_export_check_from_a_fresh_csv(tmp_path, capsys, monkeypatch)
     assert "checker imported mtl_keras: False" in checked
 
 
+def test_a_task_without_test_labels_is_reported_missing_not_zero(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _user_csv(tmp_path / "train.csv", n=300)
+    _user_csv(tmp_path / "test.csv", n=80, seed=1)
+    for name in ("train.csv", "test.csv"):
+        frame = pd.read_csv(tmp_path / name)
+        frame["bought"] = frame["bought"].map({"yes": "true", "no": "false"})
+        if name == "test.csv":
+            frame["basket"] = np.nan  # no labels for this task in the test file
+        frame.to_csv(tmp_path / name, index=False)
+    args = [
+        "init",
+        "train.csv",
+        "--test",
+        "test.csv",
+        "--task",
+        "bought:binary",
+        "--task",
+        "basket:regression",
+    ]
+    assert main([*args, "--architecture", "hard_sharing", "--output", "shop.yaml"]) == 0
+    assert "test 80" in capsys.readouterr().out
+    train = ["--quiet", "train", "shop.yaml", "--output", "run", "--set", "training.epochs=3"]
+    train += ["--set", "training.batch_size=32", "--set", "training.optimizer.learning_rate=0.01"]
+    assert main([*train, "--set", "export.enabled=false"]) == 0
+    assert "—" in capsys.readouterr().out
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    basket = report["tasks"]["basket"]
+    assert all(v is None for v in basket["multi_task"].values())  # null, never 0.0
+    assert all(v is None for v in basket["single_task"].values())
+    assert report["tasks"]["bought"]["multi_task"]["auc"] > 0.5
+    assert report["delta_m"] is not None  # from the task that has test labels
+    assert "—" in (tmp_path / "run" / "report.md").read_text()
+
+
 @pytest.mark.parametrize("task", ["bought", "bought:yesno", "a:b:c:d"])
 def test_init_refuses_bad_task_arguments(tmp_path, capsys, task):
     _user_csv(tmp_path / "shop.csv", n=50)
