@@ -20,6 +20,7 @@ from mtl_keras._registry import suggest
 from mtl_keras.data.base import FEATURE_KINDS, MultiTaskDataset, Split, split_validation
 from mtl_keras.data.census import ChecksumError, download_census, load_census
 from mtl_keras.data.digits import multidigits, multimnist
+from mtl_keras.data.mixture import MixedDataset, per_task
 from mtl_keras.data.sampling import TemperatureSampler, temperature_probabilities
 from mtl_keras.data.sources import from_csv, from_dataframe, from_dataset, from_parquet, from_tfrecord
 from mtl_keras.data.streamed import StreamedDataset
@@ -28,7 +29,7 @@ from mtl_keras.data.tfds_builders import CensusConfig, MtlCensus, MtlSyntheticMm
 from mtl_keras.data.tfds_loader import load_tfds
 
 #: Data set name -> loader (keyword arguments of the loader are the recipe's data options).
-DATASETS: dict[str, Callable[..., MultiTaskDataset | StreamedDataset]] = {
+DATASETS: dict[str, Callable[..., MultiTaskDataset | StreamedDataset | MixedDataset]] = {
     "census": load_census,
     "synthetic_mmoe": synthetic_mmoe,
     "sincos": sincos,
@@ -39,10 +40,11 @@ DATASETS: dict[str, Callable[..., MultiTaskDataset | StreamedDataset]] = {
     "csv": from_csv,
     "parquet": from_parquet,
     "tfrecord": from_tfrecord,
+    "per_task": per_task,
 }
 
 #: What training reads: a bundled data set in memory or a streamed table.
-AnyDataset = MultiTaskDataset | StreamedDataset
+AnyDataset = MultiTaskDataset | StreamedDataset | MixedDataset
 
 
 def load_dataset(name: str, /, **options: Any) -> AnyDataset:
@@ -62,6 +64,7 @@ __all__ = [
     "AnyDataset",
     "CensusConfig",
     "ChecksumError",
+    "MixedDataset",
     "MtlCensus",
     "MtlSyntheticMmoe",
     "MultiTaskDataset",
@@ -81,6 +84,7 @@ __all__ = [
     "load_tfds",
     "multidigits",
     "multimnist",
+    "per_task",
     "sincos",
     "split_validation",
     "synthetic_mmoe",

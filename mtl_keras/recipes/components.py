@@ -102,6 +102,19 @@ class DataSpec(Named):
         directory = (info.context or {}).get("directory")
         if name in FILE_SOURCES and directory is not None:
             options = {k: (_resolve(v, directory) if k in FILE_KEYS else v) for k, v in options.items()}
+        if name == "per_task" and isinstance(options.get("sources"), Mapping):
+            # Each task's source is a data block of its own: checked, and its file paths resolved, the same way.
+            sources = {}
+            for task, block in options["sources"].items():
+                path = f"sources.{task}"
+                source, nested = _named(block, sorted(FILE_SOURCES), path)
+                if directory is not None:
+                    nested = {k: (_resolve(v, directory) if k in FILE_KEYS else v) for k, v in nested.items()}
+                nested = check_options(
+                    nested, loaders[source], path, f"data set {source!r}", reserved=("self", "name")
+                )
+                sources[str(task)] = {"name": source, **nested}
+            options = {**options, "sources": sources}
         return {
             "name": name,
             "options": check_options(
