@@ -162,6 +162,14 @@ def delta_m_value(
 ) -> float:
     """Δm % of ``{task: {metric: v}}`` against flat baseline results ``{"<task>_<metric>": v}``."""
     flat = {f"{task}_{metric}": v for task, values in metrics.items() for metric, v in values.items()}
+    # A report leaves missing metrics out of Δm; a search must not: a NaN is a diverged trial (or a task with
+    # no validation labels, which no trial can be compared on).
+    bad = {k: v for k, v in flat.items() if not math.isfinite(float(v))}
+    if bad:
+        raise ValueError(
+            f"The delta_m objective needs finite validation metrics; got {bad} (did training diverge, or does "
+            "a task have no labels in the validation split?)"
+        )
     report = build_report(flat, baselines, list(tasks), recipe="search", train_seconds=0.0, params=0)
     return float(report["delta_m"])
 
