@@ -66,15 +66,18 @@ def data_files(recipe: Recipe) -> list[tuple[str, int, float]]:
 
     from mtl_keras.recipes.components import FILE_KEYS, FILE_SOURCES
 
-    if recipe.data.name not in FILE_SOURCES:
-        return []
+    blocks = [recipe.data.options] if recipe.data.name in FILE_SOURCES else []
+    sources = recipe.data.options.get("sources") if recipe.data.name == "per_task" else None
+    if isinstance(sources, dict):  # per-task data sets: each task's own files
+        blocks += [b for b in sources.values() if isinstance(b, dict) and b.get("name") in FILE_SOURCES]
     found = []
-    for key in FILE_KEYS:
-        value = recipe.data.options.get(key)
-        for pattern in [value] if isinstance(value, str) else list(value or []):
-            for path in sorted(tf.io.gfile.glob(pattern)):
-                stat = tf.io.gfile.stat(path)
-                found.append((path, int(stat.length), float(stat.mtime_nsec)))
+    for block in blocks:
+        for key in FILE_KEYS:
+            value = block.get(key)
+            for pattern in [value] if isinstance(value, str) else list(value or []):
+                for path in sorted(tf.io.gfile.glob(pattern)):
+                    stat = tf.io.gfile.stat(path)
+                    found.append((path, int(stat.length), float(stat.mtime_nsec)))
     return found
 
 

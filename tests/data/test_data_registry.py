@@ -18,10 +18,11 @@ def test_datasets_registry_names_the_loaders():
         "csv": data.from_csv,
         "parquet": data.from_parquet,
         "tfrecord": data.from_tfrecord,
+        "per_task": data.per_task,
     } == DATASETS
     for name, loader in DATASETS.items():
         # A user's files are split by `split: {seed: ...}`; generators and bundled sets take `seed`.
-        parameter = "split" if name in ("csv", "parquet", "tfrecord") else "seed"
+        parameter = "split" if name in ("csv", "parquet", "tfrecord") else "seed"  # per_task: seed
         assert parameter in inspect.signature(loader).parameters
         assert loader.__doc__
 
