@@ -25,7 +25,8 @@ def load_search_recipe(
             "missing: `mtl-keras tune` needs a `search:` block (see docs/tuning.md); to train, use `train`",
         )
     block = raw.pop("search")
-    validate(raw, directory=os.path.dirname(os.path.abspath(path)))
+    # Data file paths are relative to the recipe's folder: the trials validate `raw` without it.
+    raw["data"] = validate(raw, directory=os.path.dirname(os.path.abspath(path))).data.model_dump()
     return raw, parse_search(block, raw)
 
 
