@@ -16,7 +16,6 @@ the model's preprocessing imputes), categorical / id / list columns to text, int
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -92,19 +91,27 @@ def convert_feature(kind: str, values: tf.Tensor) -> tf.Tensor:
     return tf.expand_dims(converted, -1)
 
 
-def block_shuffle(rows: tf.data.Dataset, block: int, seed: int, pass_index: tf.Tensor) -> tf.data.Dataset:
-    """``rows`` with each block of ``block`` consecutive rows in a random order that depends only on
-    ``(seed, pass_index, block index)`` (stateless: the same on every run, worker and resume)."""
+def shuffled_blocks(
+    batches: tf.data.Dataset, block: int, seed: int, pass_index: tf.Tensor
+) -> tf.data.Dataset:
+    """``batches`` of rows re-cut into blocks of ``block`` consecutive rows, each block's rows in a random
+    order that depends only on ``(seed, pass_index, block index)`` (stateless: the same on every run, worker
+    and resume)."""
     pass_index = tf.cast(pass_index, tf.int64)
 
-    def shuffle(index: tf.Tensor, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        size = tf.shape(next(iter(batch.values())), out_type=tf.int64)[0]
+    def shuffle(index: tf.Tensor, rows: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        size = tf.shape(next(iter(rows.values())), out_type=tf.int64)[0]
         order = tf.random.experimental.stateless_shuffle(
             tf.range(size), seed=tf.stack([tf.constant(seed, tf.int64), pass_index * (1 << 32) + index])
         )
-        return {k: tf.gather(v, order) for k, v in batch.items()}
+        return {k: tf.gather(v, order) for k, v in rows.items()}
 
-    return rows.batch(block).enumerate().map(shuffle).unbatch()
+    return batches.rebatch(block).enumerate().map(shuffle)
+
+
+def block_shuffle(rows: tf.data.Dataset, block: int, seed: int, pass_index: tf.Tensor) -> tf.data.Dataset:
+    """Single ``rows`` in the order of :func:`shuffled_blocks`."""
+    return shuffled_blocks(rows.batch(block), block, seed, pass_index).unbatch()
 
 
 @dataclasses.dataclass(eq=False)
@@ -158,31 +165,42 @@ class StreamedDataset:
             names.append(rule.column)
         return list(dict.fromkeys(names))
 
-    def rows(self, split: str) -> tf.data.Dataset:
-        """The raw rows of ``split`` in file order."""
+    def raw_batches(self, split: str) -> tf.data.Dataset:
+        """The raw rows of ``split`` in file order, as batches of varying size (vectorised split filter)."""
         source = self.splits_[split]
         columns = self._raw_columns(split)
         datasets = []
         for index, part in source.parts:
-            rows = part.rows(columns)
+            batches = part.batches(columns)
             if source.rule is not None:
 
                 def keep(
-                    i: tf.Tensor,
-                    row: dict[str, tf.Tensor],
+                    start: tf.Tensor,
+                    rows: dict[str, tf.Tensor],
                     rule: SplitRule = source.rule,
                     part_index: int = index,
                     code: int = source.code,
-                ) -> tf.Tensor:
-                    column = row[rule.column] if rule.column is not None else None
-                    return tf.equal(assign_tf(rule, part_index, i, column), code)
+                ) -> dict[str, tf.Tensor]:
+                    size = tf.shape(next(iter(rows.values())), out_type=tf.int64)[0]
+                    column = rows[rule.column] if rule.column is not None else None
+                    codes = assign_tf(rule, part_index, start + tf.range(size), column)
+                    mask = tf.equal(codes, code)
+                    return {k: tf.boolean_mask(v, mask) for k, v in rows.items()}
 
-                rows = rows.enumerate().filter(keep).map(lambda i, row: row)
-            datasets.append(rows)
+                def offsets(start: tf.Tensor, rows: dict[str, tf.Tensor]) -> Any:
+                    size = tf.shape(next(iter(rows.values())), out_type=tf.int64)[0]
+                    return start + size, (start, rows)
+
+                batches = batches.scan(tf.constant(0, tf.int64), offsets).map(keep)
+            datasets.append(batches)
         result = datasets[0]
         for more in datasets[1:]:
             result = result.concatenate(more)
         return result
+
+    def rows(self, split: str) -> tf.data.Dataset:
+        """The raw rows of ``split`` in file order, one by one."""
+        return self.raw_batches(split).unbatch()
 
     def convert(self, batch: Mapping[str, tf.Tensor]) -> tuple[Any, ...]:
         """A batch of raw rows → ``(x, y)`` or ``(x, y, sample_weight)`` as the model takes them."""
@@ -198,38 +216,39 @@ class StreamedDataset:
     def batches(self, split: str, batch_size: int) -> tf.data.Dataset:
         """``split`` in file order, batched and converted (evaluation)."""
         return (
-            self.rows(split)
-            .batch(batch_size)
+            self.raw_batches(split)
+            .rebatch(batch_size)
             .map(self.convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE)
         )
 
     def training_stream(self, spec: Any, *, epochs: int, start_step: int = 0) -> tf.data.Dataset:
         """The batches of global steps ``start_step, start_step + 1, …`` (see the module docstring)."""
-        n, batch = spec.num_examples, spec.batch_size
-        rows = self.rows("train")
+        batch = spec.batch_size
+        raw = self.raw_batches("train")
         buffer = self.shuffle_buffer
         seed = int(spec.seed)
 
         def one_pass(p: tf.Tensor) -> tf.data.Dataset:
-            return block_shuffle(rows, buffer, seed, p)
+            return shuffled_blocks(raw, buffer, seed, p)
 
-        if spec.wrap:
-            first_pass, offset = divmod(start_step * batch, n)
-            last_row = epochs * spec.steps_per_epoch * batch
-            last_pass = math.ceil(last_row / n) + 1
+        # The number of batches is declared (Keras then knows where the stream ends).
+        if spec.wrap:  # passes follow each other: from the first pass, skipping the steps done
             batches = (
-                tf.data.Dataset.range(first_pass, last_pass)
+                tf.data.Dataset.range(0, np.iinfo(np.int64).max)
                 .flat_map(one_pass)
-                .skip(offset)
-                .batch(batch, drop_remainder=True)
+                .rebatch(batch, drop_remainder=True)
+                .skip(start_step)
+                .apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
             )
         else:
             first_epoch, skip = spec.position(start_step)
+            total = (epochs - first_epoch) * spec.steps_per_epoch - skip
             batches = (
                 tf.data.Dataset.range(first_epoch, epochs)
-                .flat_map(lambda e: one_pass(e).batch(batch))
+                .flat_map(lambda e: one_pass(e).rebatch(batch))
                 .skip(skip)
+                .apply(tf.data.experimental.assert_cardinality(max(total, 0)))
             )
         dataset = batches.map(self.convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         options = tf.data.Options()
@@ -277,8 +296,10 @@ __all__ = [
     "TEXT_KINDS",
     "SplitSource",
     "StreamedDataset",
+    "block_shuffle",
     "convert_feature",
     "is_missing_text",
     "number_to_text",
+    "shuffled_blocks",
     "text_to_float",
 ]

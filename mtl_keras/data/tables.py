@@ -3,7 +3,8 @@
 
 * :meth:`Part.chunks`: column chunks ``{column: 1-D numpy array}`` for the one streaming pass that checks the
   values and computes statistics (memory bounded by the chunk size, never the whole file);
-* :meth:`Part.rows`: a ``tf.data.Dataset`` of single rows ``{column: scalar tensor}`` that training streams.
+* :meth:`Part.batches`: a ``tf.data.Dataset`` of batches of rows ``{column: 1-D tensor}`` that training streams
+  (:meth:`Part.rows`: the same rows one by one).
 
 A table is a list of parts (one per file of a glob, or the one in-memory object). Paths go through
 ``tf.io.gfile``: local files, sharded globs, and ``gs://`` / ``s3://`` where TensorFlow's file-system plugins are
@@ -22,6 +23,8 @@ import tensorflow as tf
 
 #: Rows per chunk of the statistics pass.
 CHUNK_ROWS = 65_536
+#: Rows per batch read by the training stream.
+READ_ROWS = 4096
 
 
 def _compression(path: str) -> str | None:
@@ -63,8 +66,14 @@ class Part:
     def chunks(self) -> Iterator[dict[str, np.ndarray]]:
         raise NotImplementedError
 
-    def rows(self, columns: Sequence[str]) -> tf.data.Dataset:
+    def batches(self, columns: Sequence[str]) -> tf.data.Dataset:
+        """The rows in file order as batches ``{column: 1-D tensor}`` (of :data:`READ_ROWS` rows, the last and
+        the chunks of some formats shorter)."""
         raise NotImplementedError
+
+    def rows(self, columns: Sequence[str]) -> tf.data.Dataset:
+        """The rows in file order one by one (``{column: scalar}``)."""
+        return self.batches(columns).unbatch()
 
     def is_text(self, column: str) -> bool:
         """Whether ``rows`` gives this column as text (CSV: every column)."""
@@ -121,7 +130,7 @@ class CsvPart(Part):
                 frame.columns = columns
                 yield {c: frame[c].to_numpy(dtype=object) for c in columns}
 
-    def rows(self, columns: Sequence[str]) -> tf.data.Dataset:
+    def batches(self, columns: Sequence[str]) -> tf.data.Dataset:
         header = self.columns()
         indices = [header.index(c) for c in columns]
         order = np.argsort(indices)
@@ -135,7 +144,7 @@ class CsvPart(Part):
             compression_type="GZIP" if _compression(self.path) else "",
         )
         names = [columns[i] for i in order]
-        return dataset.map(lambda *values: dict(zip(names, values, strict=True)))
+        return dataset.batch(READ_ROWS).map(lambda *values: dict(zip(names, values, strict=True)))
 
 
 @dataclasses.dataclass
@@ -189,7 +198,7 @@ class ParquetPart(Part):
     def chunks(self) -> Iterator[dict[str, np.ndarray]]:
         yield from self._arrays(self.columns())
 
-    def rows(self, columns: Sequence[str]) -> tf.data.Dataset:
+    def batches(self, columns: Sequence[str]) -> tf.data.Dataset:
         columns = list(columns)
         signature = {c: tf.TensorSpec([None], tf.string if self.is_text(c) else tf.float64) for c in columns}
 
@@ -197,7 +206,7 @@ class ParquetPart(Part):
             for chunk in self._arrays(columns):
                 yield {c: (v.astype(str) if self.is_text(c) else v) for c, v in chunk.items()}
 
-        return tf.data.Dataset.from_generator(batches, output_signature=signature).unbatch()
+        return tf.data.Dataset.from_generator(batches, output_signature=signature)
 
 
 @dataclasses.dataclass
@@ -245,11 +254,11 @@ class TFRecordPart(Part):
                     out[name] = values.astype(np.float64)
             yield out
 
-    def rows(self, columns: Sequence[str]) -> tf.data.Dataset:
+    def batches(self, columns: Sequence[str]) -> tf.data.Dataset:
         features = {c: self._features[c] for c in columns}
 
         def parse(record: tf.Tensor) -> dict[str, tf.Tensor]:
-            parsed = tf.io.parse_single_example(record, features)
+            parsed = tf.io.parse_example(record, features)
             return {
                 c: (tf.where(v == -1, tf.constant(np.nan, tf.float64), tf.cast(v, tf.float64)))
                 if self.spec[c] == "int"
@@ -257,7 +266,7 @@ class TFRecordPart(Part):
                 for c, v in parsed.items()
             }
 
-        return self._records().map(parse)
+        return self._records().batch(READ_ROWS).map(parse)
 
 
 def _as_chunk_array(values: np.ndarray) -> np.ndarray:
@@ -297,9 +306,9 @@ class FramePart(Part):
         for start in range(0, n, CHUNK_ROWS):
             yield {c: v[start : start + CHUNK_ROWS] for c, v in self.data.items()}
 
-    def rows(self, columns: Sequence[str]) -> tf.data.Dataset:
+    def batches(self, columns: Sequence[str]) -> tf.data.Dataset:
         tensors = {c: (self.data[c].astype(str) if self.is_text(c) else self.data[c]) for c in columns}
-        return tf.data.Dataset.from_tensor_slices(tensors)
+        return tf.data.Dataset.from_tensor_slices(tensors).batch(READ_ROWS)
 
 
 @dataclasses.dataclass
@@ -346,14 +355,15 @@ class DatasetPart(Part):
                     out[name] = values.astype(np.float64)
             yield out
 
-    def rows(self, columns: Sequence[str]) -> tf.data.Dataset:
-        return self._flat.map(
+    def batches(self, columns: Sequence[str]) -> tf.data.Dataset:
+        return self._flat.batch(READ_ROWS).map(
             lambda d: {c: (d[c] if d[c].dtype == tf.string else tf.cast(d[c], tf.float64)) for c in columns}
         )
 
 
 __all__ = [
     "CHUNK_ROWS",
+    "READ_ROWS",
     "CsvPart",
     "DatasetPart",
     "FramePart",
