@@ -25,7 +25,7 @@ import tensorflow as tf
 from mtl_keras import balancers as balancers_lib
 from mtl_keras._registry import serializable, suggest
 from mtl_keras.balancers.state import BalancerState
-from mtl_keras.tasks import Task, as_tasks, per_example_loss
+from mtl_keras.tasks import Task, as_tasks
 from mtl_keras.training import LossTerm, Runner, StepMetrics, TaskGradientHook, TaskLosses, choose_step
 from mtl_keras.training.arguments import per_task, serialized_per_task
 from mtl_keras.training.epoch_hook import WeightingEpochHook
@@ -184,7 +184,7 @@ class MultiTaskModel(keras.Model):
         step = choose_step(self, self.balancer)
         task_losses = TaskLosses(
             self.tasks,
-            [per_example_loss(losses[t.name]) if t.name in losses else t.get_loss() for t in self.tasks],
+            [t.get_loss(losses.get(t.name)) for t in self.tasks],
         )
         # Static weights never change: logging them only crowds the progress bar and the history.
         self._step_metrics = StepMetrics.for_tasks(

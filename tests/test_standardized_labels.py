@@ -126,6 +126,17 @@ def test_model_loss_is_standardised_and_metrics_in_original_units() -> None:
     np.testing.assert_allclose(result["price_mae"], np.mean(np.abs(error)), rtol=1e-4)
 
 
+def test_compile_loss_override_is_standardised_too() -> None:
+    keras.utils.set_random_seed(0)
+    x, y = _data(64, 4)
+    model = builders.hard_sharing([_price(), Task("buy", "binary")], 8, trunk=(8,), tower_units=())
+    model.compile(optimizer="adam", loss={"price": "mean_absolute_error"})
+    result = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
+    prediction = np.asarray(model.predict(x, verbose=0)["price"], np.float64).ravel()
+    error = y["price"].astype(np.float64) - prediction
+    np.testing.assert_allclose(result["price_loss"], np.mean(np.abs(error)) / STD, rtol=1e-4)
+
+
 def _fit(standardize: bool) -> dict[str, float]:
     keras.utils.set_random_seed(0)
     x, y = _data(1024, 0)
