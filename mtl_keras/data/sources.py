@@ -387,6 +387,28 @@ def _files(paths: str | Sequence[str] | None, what: str, make: Any) -> list[Part
     return [make(path) for path in expand_paths(paths, what)]
 
 
+def _from_files(
+    make: Any,
+    path: str | list[str],
+    tasks: dict[str, Any],
+    test: str | list[str] | None,
+    validation: str | list[str] | None,
+    name: str | None,
+    **options: Any,
+) -> StreamedDataset:
+    """:func:`build_dataset` over the parts ``make`` reads from each file of ``path``, ``test``, ``validation``."""
+    train = _files(path, "data file", make)
+    assert train is not None
+    return build_dataset(
+        train,
+        tasks,
+        test=_files(test, "test file", make),
+        validation=_files(validation, "validation file", make),
+        name=name or _stem(train[0]),
+        **options,
+    )
+
+
 def from_csv(
     path: str | list[str],
     tasks: dict[str, Any],
@@ -418,17 +440,16 @@ def from_csv(
     def make(p: str) -> CsvPart:
         return CsvPart(p, delimiter=delimiter)
 
-    train = _files(path, "data file", make)
-    assert train is not None
-    return build_dataset(
-        train,
+    return _from_files(
+        make,
+        path,
         tasks,
-        test=_files(test, "test file", make),
-        validation=_files(validation, "validation file", make),
+        test,
+        validation,
+        name,
         split=split,
         features=features,
         weight_column=weight_column,
-        name=name or _stem(train[0]),
         shuffle_buffer=shuffle_buffer,
     )
 
@@ -452,17 +473,16 @@ def from_parquet(
     shuffle_buffer: int = 10_000,
 ) -> StreamedDataset:
     """Parquet files (needs pyarrow: ``pip install 'mtl-keras[parquet]'``); arguments as :func:`from_csv`."""
-    train = _files(path, "data file", ParquetPart)
-    assert train is not None
-    return build_dataset(
-        train,
+    return _from_files(
+        ParquetPart,
+        path,
         tasks,
-        test=_files(test, "test file", ParquetPart),
-        validation=_files(validation, "validation file", ParquetPart),
+        test,
+        validation,
+        name,
         split=split,
         features=features,
         weight_column=weight_column,
-        name=name or _stem(train[0]),
         shuffle_buffer=shuffle_buffer,
     )
 
@@ -486,17 +506,16 @@ def from_tfrecord(
     def make(p: str) -> TFRecordPart:
         return TFRecordPart(p, spec)
 
-    train = _files(path, "data file", make)
-    assert train is not None
-    return build_dataset(
-        train,
+    return _from_files(
+        make,
+        path,
         tasks,
-        test=_files(test, "test file", make),
-        validation=_files(validation, "validation file", make),
+        test,
+        validation,
+        name,
         split=split,
         features=features,
         weight_column=weight_column,
-        name=name or _stem(train[0]),
         shuffle_buffer=shuffle_buffer,
     )
 
