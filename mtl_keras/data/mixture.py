@@ -58,6 +58,7 @@ from mtl_keras.data.streamed import (
     TEXT_KINDS,
     StreamedDataset,
     block_shuffle,
+    collect_labels,
     convert_feature,
     text_to_float,
 )
@@ -497,11 +498,7 @@ class MixedDataset:
 
     def label_arrays(self, split: str) -> dict[str, np.ndarray]:
         """Every label of ``split`` (NaN for the rows of other tasks' sources)."""
-        parts: dict[str, list[np.ndarray]] = {t: [] for t in self.task_names}
-        for batch in self.batches(split, 8192):
-            for task, values in batch[1].items():
-                parts[task].append(values.numpy())
-        return {t: np.concatenate(v) if v else np.zeros((0,), np.float32) for t, v in parts.items()}
+        return collect_labels(self.batches(split, 8192), self.task_names)
 
     def describe(self) -> dict[str, Any]:
         """What a run directory's ``data.json`` holds: sizes, sampling, sources, merged features, label encodings."""

@@ -114,6 +114,15 @@ def block_shuffle(rows: tf.data.Dataset, block: int, seed: int, pass_index: tf.T
     return shuffled_blocks(rows.batch(block), block, seed, pass_index).unbatch()
 
 
+def collect_labels(batches: tf.data.Dataset, task_names: list[str]) -> dict[str, np.ndarray]:
+    """``{task: every label}`` of converted batches ``(x, y, ...)``, in order."""
+    parts: dict[str, list[np.ndarray]] = {t: [] for t in task_names}
+    for batch in batches:
+        for task, values in batch[1].items():
+            parts[task].append(values.numpy())
+    return {t: np.concatenate(v) if v else np.zeros((0,), np.float32) for t, v in parts.items()}
+
+
 @dataclasses.dataclass(eq=False)
 class StreamedDataset:
     """Tasks, a feature spec and three streamed splits of a user's table.
@@ -264,11 +273,7 @@ class StreamedDataset:
 
     def label_arrays(self, split: str) -> dict[str, np.ndarray]:
         """Every label of ``split`` (one pass; labels only)."""
-        parts: dict[str, list[np.ndarray]] = {t: [] for t in self.task_names}
-        for batch in self.batches(split, 8192):
-            for task, values in batch[1].items():
-                parts[task].append(values.numpy())
-        return {t: np.concatenate(v) if v else np.zeros((0,), np.float32) for t, v in parts.items()}
+        return collect_labels(self.batches(split, 8192), self.task_names)
 
     def describe(self) -> dict[str, Any]:
         """What a run directory's ``data.json`` holds: sizes, feature kinds and statistics, label encodings."""
@@ -297,6 +302,7 @@ __all__ = [
     "SplitSource",
     "StreamedDataset",
     "block_shuffle",
+    "collect_labels",
     "convert_feature",
     "is_missing_text",
     "number_to_text",
