@@ -472,7 +472,7 @@ def from_parquet(
     name: str | None = None,
     shuffle_buffer: int = 10_000,
 ) -> StreamedDataset:
-    """Parquet files (needs pyarrow: ``pip install 'mtl-keras[parquet]'``); arguments as :func:`from_csv`."""
+    """Parquet files (read by pyarrow); arguments as :func:`from_csv`."""
     return _from_files(
         ParquetPart,
         path,

@@ -94,17 +94,17 @@ def convert_feature(kind: str, values: tf.Tensor) -> tf.Tensor:
 def shuffled_blocks(
     batches: tf.data.Dataset, block: int, seed: int, pass_index: tf.Tensor
 ) -> tf.data.Dataset:
-    """``batches`` of rows re-cut into blocks of ``block`` consecutive rows, each block's rows in a random
-    order that depends only on ``(seed, pass_index, block index)`` (stateless: the same on every run, worker
+    """``batches`` of rows (any nest of tensors with the rows on the first axis) re-cut into blocks of
+    ``block`` consecutive rows, each block's rows in a random order that depends only on ``(seed, pass_index, block index)`` (stateless: the same on every run, worker
     and resume)."""
     pass_index = tf.cast(pass_index, tf.int64)
 
-    def shuffle(index: tf.Tensor, rows: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        size = tf.shape(next(iter(rows.values())), out_type=tf.int64)[0]
+    def shuffle(index: tf.Tensor, rows: Any) -> Any:
+        size = tf.shape(tf.nest.flatten(rows)[0], out_type=tf.int64)[0]
         order = tf.random.experimental.stateless_shuffle(
             tf.range(size), seed=tf.stack([tf.constant(seed, tf.int64), pass_index * (1 << 32) + index])
         )
-        return {k: tf.gather(v, order) for k, v in rows.items()}
+        return tf.nest.map_structure(lambda v: tf.gather(v, order), rows)
 
     return batches.rebatch(block).enumerate().map(shuffle)
 
@@ -234,7 +234,11 @@ class StreamedDataset:
     def training_stream(self, spec: Any, *, epochs: int, start_step: int = 0) -> tf.data.Dataset:
         """The batches of global steps ``start_step, start_step + 1, …`` (see the module docstring)."""
         batch = spec.batch_size
-        raw = self.raw_batches("train")
+        # Converted once per read batch, before the shuffle: the same rows and order as converting the
+        # shuffled batches (conversion is row by row), with numbers instead of text to shuffle.
+        raw = self.raw_batches("train").map(
+            self.convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
         buffer = self.shuffle_buffer
         seed = int(spec.seed)
 
@@ -259,7 +263,7 @@ class StreamedDataset:
                 .skip(skip)
                 .apply(tf.data.experimental.assert_cardinality(max(total, 0)))
             )
-        dataset = batches.map(self.convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = batches
         options = tf.data.Options()
         options.deterministic = True
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

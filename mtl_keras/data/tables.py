@@ -8,7 +8,7 @@
 
 A table is a list of parts (one per file of a glob, or the one in-memory object). Paths go through
 ``tf.io.gfile``: local files, sharded globs, and ``gs://`` / ``s3://`` where TensorFlow's file-system plugins are
-installed. CSV values are read as text in both ways (missing values are empty fields or one of
+installed. CSV files are parsed by pyarrow's streaming reader in both ways, every value as text (missing values are empty fields or one of
 :data:`mtl_keras.data.statistics.MISSING_TOKENS`) and converted per column after batching.
 """
 
@@ -33,6 +33,8 @@ def _compression(path: str) -> str | None:
 
 def expand_paths(paths: str | Sequence[str], what: str) -> list[str]:
     """Every file matched by ``paths`` (one pattern or a list), sorted per pattern; none matched is an error."""
+    if not isinstance(paths, (str, list, tuple)):
+        raise ValueError(f"Expected {what} paths to be a path, a glob or a list of them. Received: {paths!r}")
     patterns = [paths] if isinstance(paths, str) else list(paths)
     if not patterns:
         raise ValueError(f"Expected at least one {what} path. Received: {paths!r}")
@@ -67,8 +69,8 @@ class Part:
         raise NotImplementedError
 
     def batches(self, columns: Sequence[str]) -> tf.data.Dataset:
-        """The rows in file order as batches ``{column: 1-D tensor}`` (of :data:`READ_ROWS` rows, the last and
-        the chunks of some formats shorter)."""
+        """The rows in file order as batches ``{column: 1-D tensor}`` (of :data:`READ_ROWS` rows, the last one
+        shorter; CSV and Parquet: one record batch at a time, of varying size)."""
         raise NotImplementedError
 
     def rows(self, columns: Sequence[str]) -> tf.data.Dataset:
@@ -123,33 +125,55 @@ class CsvPart(Part):
                 )
         return self._columns
 
+    def _record_batches(self, columns: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
+        """The text of ``columns`` in file order, one pyarrow record batch (about 1 MiB of file) at a time.
+
+        pyarrow's streaming reader, one thread, every value as text (``""`` for an empty field); the header
+        names come from :meth:`columns`, so both reads of a file see the same names. A blank line is a row of
+        empty fields (as pandas with ``skip_blank_lines=False``); a row with too few or too many fields is an
+        error that names the file.
+        """
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        header = self.columns()
+        read = pacsv.ReadOptions(use_threads=False, block_size=1 << 20, column_names=header, skip_rows=1)
+        parse = pacsv.ParseOptions(
+            delimiter=self.delimiter, newlines_in_values=True, ignore_empty_lines=False
+        )
+        convert = pacsv.ConvertOptions(
+            include_columns=list(columns),
+            column_types=dict.fromkeys(columns, pa.string()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+        source: Any = self.path
+        if "://" in self.path:
+            source = pa.PythonFile(tf.io.gfile.GFile(self.path, "rb"), mode="r")
+            if _compression(self.path):
+                source = pa.CompressedInputStream(source, "gzip")
+        try:
+            reader = pacsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert)
+            for batch in reader:
+                yield {c: batch.column(c).to_numpy(zero_copy_only=False) for c in columns}
+        except pa.ArrowInvalid as error:
+            raise ValueError(f"{self.source} could not be read as CSV: {error}") from None
+
     def chunks(self) -> Iterator[dict[str, np.ndarray]]:
-        columns = self.columns()
-        with self._reader(chunksize=CHUNK_ROWS) as reader:
-            for frame in reader:
-                frame.columns = columns
-                yield {c: frame[c].to_numpy(dtype=object) for c in columns}
+        yield from self._record_batches(self.columns())
 
     def batches(self, columns: Sequence[str]) -> tf.data.Dataset:
-        header = self.columns()
-        indices = [header.index(c) for c in columns]
-        order = np.argsort(indices)
-        selected = [indices[i] for i in order]
-        dataset = tf.data.experimental.CsvDataset(
-            self.path,
-            record_defaults=[tf.constant("", tf.string)] * len(selected),
-            header=True,
-            field_delim=self.delimiter,
-            select_cols=selected,
-            compression_type="GZIP" if _compression(self.path) else "",
+        columns = list(columns)
+        self.columns()  # header errors now, not inside the stream
+        signature = {c: tf.TensorSpec([None], tf.string) for c in columns}
+        return tf.data.Dataset.from_generator(
+            lambda: self._record_batches(columns), output_signature=signature
         )
-        names = [columns[i] for i in order]
-        return dataset.batch(READ_ROWS).map(lambda *values: dict(zip(names, values, strict=True)))
 
 
 @dataclasses.dataclass
 class ParquetPart(Part):
-    """A Parquet file, read by pyarrow in record batches (the ``parquet`` extra)."""
+    """A Parquet file, read by pyarrow in record batches."""
 
     path: str
     batch_rows: int = CHUNK_ROWS
@@ -159,10 +183,8 @@ class ParquetPart(Part):
         self._schema: Any = None
 
     def _file(self) -> Any:
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:  # pragma: no cover - depends on the installation
-            raise ValueError("Reading Parquet needs pyarrow: pip install 'mtl-keras[parquet]'") from None
+        import pyarrow.parquet as pq
+
         if "://" not in self.path:
             return pq.ParquetFile(self.path)
         import pyarrow as pa

@@ -235,3 +235,33 @@ def test_unknown_feature_override_and_missing_pattern_are_errors(table, tmp_path
         from_csv(str(tmp_path / "nothing-*.csv"), TASKS)
     with pytest.raises(ValueError, match=r"does not exist"):
         from_csv(str(tmp_path / "nothing.csv"), TASKS)
+
+
+def test_csv_quoting_and_blank_lines_read_alike_in_both_passes(tmp_path):
+    # Quoted commas, doubled quotes and newlines inside quotes are values; a blank line is a row of empty fields
+    # (missing features and labels). The statistics pass and the training stream parse the file the same way.
+    lines = ["clicked,spend,segment,city,price"]
+    for i in range(40):
+        city = ['"paris, fr"', '"oslo ""no"""', '"rome\nit"'][i % 3]
+        lines.append(f"{i % 2},{100 + i},{i % 3},{city},{i}.5")
+        if i == 20:
+            lines.append("")
+    path = tmp_path / "quoted.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dataset = from_csv(
+        str(path), TASKS, validation=str(path), test=str(path), features={"city": "categorical"}
+    )
+    assert dataset.num_examples("train") == 41
+    batch = next(iter(dataset.batches("train", 64)))
+    cities = [c.decode() for c in batch[0]["city"].numpy().ravel()]
+    assert cities[:3] == ["paris, fr", 'oslo "no"', "rome\nit"]
+    assert cities[21] == ""  # the blank line
+    assert np.isnan(batch[1]["spend"].numpy()[21])
+    assert dataset.statistics["city"].to_dict()["distinct"] == 3
+
+
+def test_a_row_with_too_few_fields_is_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "short.csv"
+    path.write_text("clicked,spend,segment,price\n1,2.5,0,3\n0,1.5,1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"short\.csv.*could not be read as CSV.*Expected 4 columns, got 3"):
+        from_csv(str(path), TASKS, validation=str(path), test=str(path))
