@@ -38,7 +38,7 @@ MAX_CLASS_NAMES = 1000
 #: Text that counts as a number (the same regular expression in numpy and TensorFlow).
 NUMBER_PATTERN = r"(?i)[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf|infinity)"
 
-_NUMBER = re.compile(NUMBER_PATTERN)
+_NUMBER = re.compile(NUMBER_PATTERN, re.ASCII)  # as RE2 in pyarrow and TensorFlow: "ınf" is no number
 _WHITESPACE = " \t\n\v\f\r"  # what tf.strings.strip removes
 _TRUE_FALSE = {"true": 1.0, "false": 0.0}
 _SPLITS = ("train", "training", "validation", "test")
@@ -266,6 +266,32 @@ class _Values:
         return repr(text) if text is not None else _canonical(float(self.number[i]))
 
 
+def _all_text(array: np.ndarray) -> bool:
+    import pandas as pd
+
+    return len(array) > 0 and pd.api.types.infer_dtype(array, skipna=False) == "string"
+
+
+def _read_text(array: np.ndarray) -> _Values:
+    """:func:`_read` of an array of ``str`` (a CSV column), in pyarrow's vectorised string kernels: the same
+    stripping, missing tokens (ASCII only) and number pattern as the per-value loop."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = pa.array(array.astype(object) if array.dtype.kind in "US" else array, type=pa.string())
+    stripped = pc.utf8_trim(values, characters=_WHITESPACE)
+    missing_tokens = pc.is_in(pc.utf8_lower(stripped), value_set=pa.array(MISSING_TOKENS, pa.string()))
+    missing = pc.and_(missing_tokens, pc.string_is_ascii(stripped)).to_numpy(zero_copy_only=False)
+    matched = pc.match_substring_regex(stripped, f"^(?:{NUMBER_PATTERN})$").to_numpy(zero_copy_only=False)
+    numeric = matched & ~missing
+    text = stripped.to_numpy(zero_copy_only=False).astype(object)
+    text[missing] = None
+    number = np.full(len(array), np.nan)
+    if numeric.any():
+        number[numeric] = text[numeric].astype(np.float64)  # float(), as the loop
+    return _Values(missing, numeric, number, text)
+
+
 def _read(values: Any, where: str, row_offset: int) -> _Values:
     array = np.asarray(values)
     if array.ndim != 1:
@@ -277,6 +303,8 @@ def _read(values: Any, where: str, row_offset: int) -> _Values:
         return _Values(missing, ~missing, number, np.full(n, None, dtype=object))
     if array.dtype.kind not in "OSU":
         raise ValueError(f"{where}: expected text or numbers; received an array of dtype {array.dtype}")
+    if array.dtype.kind in "US" or _all_text(array):
+        return _read_text(array)
     missing = np.zeros(n, dtype=bool)
     numeric = np.zeros(n, dtype=bool)
     number = np.full(n, np.nan)

@@ -487,3 +487,25 @@ def test_make_task_errors() -> None:
     )
     with pytest.raises(ValueError, match=re.escape("`num_classes` comes from the label spec")):
         make_task(MULTI, check(MULTI, np.array([0, 1])), num_classes=4)
+
+
+def test_text_labels_are_read_alike_by_the_vectorised_and_the_per_value_path():
+    # A column of str (CSV) goes through pyarrow's string kernels; a column mixing text with None or numbers
+    # through the per-value loop. Both strip the same whitespace, know the same missing tokens (ASCII only)
+    # and the same number pattern (ASCII: the dotless "ınf" is text, not infinity).
+    from mtl_keras.data.labels import _read
+
+    pool = ["1", " 0 ", "yes", "NA", "na ", "", "?", "None", "3.5", "-2e3", "inf", "Infinity", "ınf", "\tx\n"]
+    pool += [".5", "1.", "NaN", "nul", "İ", "1_0", "١", "+7", "K"]
+    values = np.array([pool[i] for i in np.random.default_rng(0).integers(0, len(pool), 2000)], dtype=object)
+    text = _read(values, "here", 0)
+    loop = _read(np.concatenate([values, np.array([None], dtype=object)]), "here", 0)
+    assert text.missing.tolist() == loop.missing[:-1].tolist()
+    assert text.numeric.tolist() == loop.numeric[:-1].tolist()
+    assert np.array_equal(text.number, loop.number[:-1], equal_nan=True)
+    assert text.text.tolist() == loop.text[:-1].tolist()
+    by_value = dict(
+        zip(values.tolist(), zip(text.missing.tolist(), text.numeric.tolist(), strict=True), strict=True)
+    )
+    assert by_value["na "] == (True, False) and by_value["K"] == (False, False)  # Kelvin sign: not "k"
+    assert by_value["ınf"] == (False, False) and by_value["Infinity"] == (False, True)
