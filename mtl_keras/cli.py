@@ -30,6 +30,7 @@ examples:
   mtl-keras evaluate runs/census_mmoe
   mtl-keras export runs/census_mmoe            # a new version under saved_models/census_mmoe/
   mtl-keras export --check saved_models/census_mmoe/1
+  mtl-keras skew saved_models/census_mmoe todays_requests.csv   # exit status 1 on drift
   mtl-keras list balancers"""
 
 
@@ -109,7 +110,31 @@ def _parser() -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="load the SavedModel in a fresh process without mtl_keras, run every signature on the stored "
-        "request, list the signatures and parse models.config",
+        "request, list the signatures and parse models.config; then time every signature in-process "
+        "(p50/p99 at batch 1 and 256, written to BASE_DIR/latency.json)",
+    )
+
+    skew = commands.add_parser(
+        "skew",
+        help="compare serving data with an export's training feature statistics (PSI per column); "
+        "exit status 1 when a column alarms",
+    )
+    skew.add_argument(
+        "export_dir", metavar="EXPORT_DIR", help="an export base directory or a version directory"
+    )
+    skew.add_argument("data_file", metavar="DATA_FILE", help="a CSV (.csv, .csv.gz, .tsv) or Parquet file")
+    skew.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="PSI",
+        help="alarm threshold: a column with PSI >= PSI alarms (default: 0.25)",
+    )
+    skew.add_argument(
+        "--warn", type=float, default=None, metavar="PSI", help="drift warning threshold (default: 0.1)"
+    )
+    skew.add_argument(
+        "--output", "-o", metavar="JSON", help="where to write the JSON report (default: skew.json)"
     )
 
     listing = commands.add_parser("list", help="list recipes, architectures, balancers or data sets")
@@ -208,7 +233,7 @@ def _export(args: argparse.Namespace) -> int:
         base, version = Path(args.path), None
         if base.name.isdigit() and (base / "saved_model.pb").exists():  # a version directory
             base, version = base.parent, int(base.name)
-        report = check_export(base, version=version)
+        report = check_export(base, version=version, latency=True)
         _print(format_report(report))
         return 0 if report.get("ok") else 1
     from mtl_keras.experiments.preparation import load_data
@@ -218,6 +243,24 @@ def _export(args: argparse.Namespace) -> int:
     version_dir = export(model, load_data(recipe), args.base_dir or export_dir(recipe))
     _print(f"exported {version_dir}")
     return 0
+
+
+def _skew(args: argparse.Namespace) -> int:
+    from mtl_keras._io import atomic_write_text
+    from mtl_keras.monitoring import skew
+
+    alarm = skew.ALARM if args.threshold is None else args.threshold
+    warn = min(skew.WARN, alarm) if args.warn is None else args.warn
+    try:
+        report = skew.check_skew(args.export_dir, args.data_file, warn=warn, alarm=alarm)
+    except ValueError as error:
+        sys.stderr.write(f"mtl-keras: error: {error}\n")
+        return 2
+    output = Path(args.output or "skew.json")
+    atomic_write_text(output, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    _print(skew.format_skew(report))
+    _print(f"wrote {output}")
+    return 0 if report["ok"] else 1
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -251,6 +294,7 @@ COMMANDS = {
     "tune": tune_command,
     "evaluate": _evaluate,
     "export": _export,
+    "skew": _skew,
     "list": _list,
 }
 

@@ -180,6 +180,9 @@ class policy:
 
 def prepare(recipe: Recipe) -> Prepared:
     """Load data, resolve tasks, build and compile both models: every recipe error surfaces here."""
+    from mtl_keras.experiments.tracking import check_tracking
+
+    check_tracking(recipe)
     with policy(recipe):
         # First: MultiWorkerMirroredStrategy configures the runtime's collectives, before other TF ops.
         strategy = make_recipe_strategy(recipe)

@@ -4,7 +4,8 @@ Everything that can be checked is checked before the output directory is touched
 (:func:`mtl_keras.experiments.preparation.prepare`: the recipe, the data set and its task names, building
 and compiling both models). Files are written atomically. Training goes through
 :func:`mtl_keras.experiments.fitting.fit`, with checkpoints in the run directory; ``--resume`` continues
-from them exactly. Under several workers every worker runs the same code; only the chief writes into the
+from them exactly. TensorBoard logs go to ``tensorboard/`` in the run directory and the recipe's
+``tracking.mlflow`` logs the finished run to MLflow (:mod:`mtl_keras.experiments.tracking`). Under several workers every worker runs the same code; only the chief writes into the
 output directory.
 """
 
@@ -26,6 +27,7 @@ from mtl_keras.distribute.strategy import agree, worker_role
 from mtl_keras.evaluation.report import _clean, atomic_write_text, build_report, write_report
 from mtl_keras.experiments.fitting import evaluate, fingerprint, fit
 from mtl_keras.experiments.preparation import Prepared
+from mtl_keras.experiments.tracking import TENSORBOARD_DIR, log_mlflow, tensorboard
 from mtl_keras.recipes import Recipe
 from mtl_keras.tasks import Task
 
@@ -65,7 +67,8 @@ def train_baselines(
     writes.mkdir(parents=True, exist_ok=True)
     epochs = prepared.recipe.baseline_epochs
     logger.info("Training single-task baselines (%d epochs).", epochs)
-    fitted = _fit(prepared, baseline, epochs, directory / "backup", resume=resume)
+    logs = (write_dir or output_dir) / TENSORBOARD_DIR / "single_task"
+    fitted = _fit(prepared, baseline, epochs, directory / "backup", resume=resume, log_dir=logs)
     results = {
         "fingerprint": digest,
         "test": evaluate(baseline, prepared.dataset, prepared.strategy),
@@ -80,13 +83,16 @@ def train_baselines(
     return results
 
 
-def _fit(prepared: Prepared, model: Any, epochs: int, backup_dir: Path, *, resume: bool) -> Any:
+def _fit(
+    prepared: Prepared, model: Any, epochs: int, backup_dir: Path, *, resume: bool, log_dir: Path
+) -> Any:
     return fit(
         model,
         prepared.recipe,
         prepared.dataset,
         prepared.strategy,
         epochs=epochs,
+        callbacks=[tensorboard(log_dir)],
         backup_dir=backup_dir,
         resume=resume,
         verbose=_verbosity(),
@@ -111,10 +117,19 @@ def export_dir(recipe: Recipe) -> str:
 
 
 def export(model: Any, dataset: Any, base_dir: str) -> str:
-    """A new TF Serving version of ``model`` under ``base_dir``, with 3 test examples as its request."""
+    """A new TF Serving version of ``model`` under ``base_dir``, with 3 test examples as its request and the
+    training feature statistics (raw-feature data sets) in its ``assets.extra``."""
     from mtl_keras.export import export_for_serving
+    from mtl_keras.monitoring import feature_statistics
 
-    return str(export_for_serving(model, base_dir, request_examples=dataset.examples("test", 3)))
+    return str(
+        export_for_serving(
+            model,
+            base_dir,
+            request_examples=dataset.examples("test", 3),
+            feature_statistics=feature_statistics(dataset),
+        )
+    )
 
 
 def run(prepared: Prepared, output_dir: str | os.PathLike[str], *, resume: bool = False) -> dict[str, Any]:
@@ -142,7 +157,10 @@ def _run(prepared: Prepared, out: Path, writes: Path, *, resume: bool) -> dict[s
     if describe is not None:  # a user's table: its feature kinds, statistics and label encodings
         atomic_write_text(writes / "data.json", json.dumps(describe(), indent=2, default=str))
     logger.info("Training %s (%s) on %s.", recipe.name, recipe.architecture.name, prepared.dataset.name)
-    fitted = _fit(prepared, prepared.model, recipe.training.epochs, out / "backup", resume=resume)
+    logs = writes / TENSORBOARD_DIR / "multi_task"
+    fitted = _fit(
+        prepared, prepared.model, recipe.training.epochs, out / "backup", resume=resume, log_dir=logs
+    )
     history = fitted.history.history
     _save_model(prepared.model, writes / MODEL_FILE)
     multi = evaluate(prepared.model, prepared.dataset, prepared.strategy)
@@ -176,6 +194,7 @@ def _run(prepared: Prepared, out: Path, writes: Path, *, resume: bool) -> dict[s
     write_report(report, writes)
     if writes == out:
         shutil.rmtree(out / "backup", ignore_errors=True)
+        log_mlflow(recipe, out, history, report)  # the chief only
     return report
 
 

@@ -28,6 +28,7 @@ def check_export(
     version: int | None = None,
     python: str | None = None,
     timeout: float = 600.0,
+    latency: bool = False,
 ) -> dict[str, Any]:
     """Check the export in ``directory`` (a model base path); returns the report, ``report["ok"]`` says if
     everything passed.
@@ -39,6 +40,9 @@ def check_export(
         version: the version to check; default the newest.
         python: the interpreter for the child process; default this one.
         timeout: seconds before the child is stopped.
+        latency: also time every signature in this process at batch 1 and 256
+            (:func:`mtl_keras.export.latency.measure_latency`), reported under ``"latency"`` and written to
+            ``directory/latency.json`` (skipped when a signature fails on the request).
 
     Raises:
         RuntimeError: the child process failed without writing a report.
@@ -68,6 +72,12 @@ def check_export(
                 f"The live model differs from response.json by {report['live_model']['max_abs_diff']:.3g}."
             )
             report["ok"] = False
+    runs = report.get("runs", {})
+    if latency and runs and all(run["ok"] for run in runs.values()):  # every signature runs
+        from mtl_keras.export.latency import measure_latency, write_latency
+
+        report["latency"] = measure_latency(directory, report["version"])
+        report["latency_file"] = str(write_latency(directory, report["latency"]))
     return report
 
 
@@ -106,6 +116,10 @@ def format_report(report: dict[str, Any]) -> str:
         )
     env = report.get("environment", {})
     lines.append(f"checker imported mtl_keras: {env.get('mtl_keras_imported')}")
+    if "latency" in report:
+        from mtl_keras.export.latency import format_latency
+
+        lines += [format_latency(report["latency"]), f"latency written to {report['latency_file']}"]
     lines += [f"ERROR: {e}" for e in report.get("errors", [])]
     lines.append("OK" if report.get("ok") else "FAILED")
     return "\n".join(lines)

@@ -10,6 +10,12 @@ Layout written under ``base_dir`` (TF Serving's model base path)::
       input_names.json ``{feature name: signature input name}``, only when a model input key is not a valid
                        signature key (e.g. ``"unit price"`` is served as ``unit_price``)
 
+Inside each version directory, ``assets.extra/`` (which TF Serving copies but does not load as part of
+the graph) holds ``tf_serving_warmup_requests`` (one ``PredictionLog`` per signature built from the
+request rows, see :mod:`mtl_keras.export.warmup`) and, when given, ``feature_statistics.json`` (the
+training feature statistics that ``mtl-keras skew`` compares serving data with, see
+:mod:`mtl_keras.monitoring.feature_statistics`).
+
 Signatures of every version:
 
 * ``serving_default``: ``{task name: output}`` for every task (probabilities for classification heads);
@@ -313,6 +319,25 @@ def _serving_response(saved_model_dir: Path, instances: list[Any]) -> dict[str, 
     return {"predictions": rest.to_predictions(outputs)}
 
 
+def _write_assets_extra(
+    directory: Path, name: str, specs: list[ServingInput], tasks: list[str], instances: list[Any]
+) -> None:
+    """The warm-up requests of every signature (skipped, with a warning, without tensorflow-serving-api)."""
+    from mtl_keras.export import warmup
+
+    if not warmup.serving_api_available():
+        logger.warning(
+            "No %s written: tensorflow-serving-api is not installed (`%s`).",
+            warmup.WARMUP_FILE,
+            rest.SERVING_API_INSTALL,
+        )
+        return
+    inputs = {s.name: s.spec for s in specs}
+    columns = rest.instances_to_inputs(instances, inputs)
+    signatures = {"serving_default": inputs} | {f"predict_{task}": inputs for task in tasks}
+    warmup.write_warmup(directory, warmup.prediction_logs(name, signatures, columns))
+
+
 # === Public entry point ===
 
 
@@ -323,6 +348,7 @@ def export_for_serving(
     *,
     request_examples: Any = None,
     model_name: str | None = None,
+    feature_statistics: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` as version ``version`` of a TF Serving model in ``base_dir``; return the version dir.
 
@@ -335,10 +361,13 @@ def export_for_serving(
             ``request.json`` (strings stay strings, numbers become JSON numbers); None writes two rows of
             zeros / empty strings.
         model_name: the name in ``models.config``; defaults to ``model.name``.
+        feature_statistics: the training feature statistics
+            (:func:`mtl_keras.monitoring.feature_statistics.feature_statistics`), written to the version's
+            ``assets.extra/feature_statistics.json``; None writes none.
 
-    The SavedModel is written to a temporary directory inside ``base_dir``, loaded back and run on the
-    request (giving ``response.json``), then renamed into place, so a failed export leaves no version
-    directory. ``models.config``, ``request.json`` and ``response.json`` describe the version just written.
+    The SavedModel and its ``assets.extra`` files (the warm-up requests, the feature statistics) are
+    written to a temporary directory inside ``base_dir``, loaded back and run on the request (giving
+    ``response.json``), then renamed into place, so a failed export leaves no version directory. ``models.config``, ``request.json`` and ``response.json`` describe the version just written.
 
     Raises:
         FileExistsError: ``version`` (or a concurrent export of the same version) already exists.
@@ -363,6 +392,11 @@ def export_for_serving(
     archive = build_archive(model)
     with _temporary_dir(base) as temporary:
         archive.write_out(str(temporary), verbose=False)
+        _write_assets_extra(temporary, name, serving_inputs(model), list(model._outputs_struct), instances)
+        if feature_statistics is not None:
+            from mtl_keras.monitoring.feature_statistics import write_feature_statistics
+
+            write_feature_statistics(temporary, feature_statistics)
         response = _serving_response(temporary, instances)
         try:
             # rename() refuses an existing non-empty directory: a concurrent export of the same version

@@ -28,6 +28,7 @@ from mtl_keras.recipes.sections import (
     ExportSpec,
     Section,
     TaskSpec,
+    TrackingSpec,
     TrainingSpec,
 )
 
@@ -48,6 +49,7 @@ class Recipe(Section):
     distribute: DistributeSpec = DistributeSpec()
     mixed_precision: Literal["mixed_float16", "mixed_bfloat16"] | None = None
     export: ExportSpec = ExportSpec()
+    tracking: TrackingSpec = TrackingSpec()
 
     @model_validator(mode="before")
     @classmethod

@@ -1,5 +1,5 @@
 """The fixed sections of a recipe: tasks, training (optimizer, schedule, early stopping), baselines,
-distribution and export. Each is a frozen pydantic model; an omitted or empty section takes its defaults."""
+distribution, export and tracking. Each is a frozen pydantic model; an omitted or empty section takes its defaults."""
 
 from __future__ import annotations
 
@@ -118,14 +118,27 @@ class ExportSpec(Section):
     base_dir: str | None = Field(default=None, description="default: saved_models/<recipe name>")
 
 
+class MlflowSpec(Section):
+    uri: str = Field(min_length=1, description="MLflow tracking URI, e.g. file:./mlruns or http://host:5000")
+    experiment: str | None = Field(default=None, min_length=1, description="default: the recipe name")
+
+
+class TrackingSpec(Section):
+    mlflow: MlflowSpec | None = Field(
+        default=None, description="log parameters, metrics and artifacts to MLflow (the `mlflow` extra)"
+    )
+
+
 __all__ = [
     "BaselinesSpec",
     "DistributeSpec",
     "EarlyStoppingSpec",
     "ExportSpec",
+    "MlflowSpec",
     "OptimizerSpec",
     "ScheduleSpec",
     "Section",
     "TaskSpec",
+    "TrackingSpec",
     "TrainingSpec",
 ]
