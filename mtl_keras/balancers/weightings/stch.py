@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from mtl_keras.balancers.base import WEIGHTINGS, Weighting
 from mtl_keras.balancers.weightings._common import masked_softmax
-from mtl_keras.option_types import NonNegativeInt, PositiveFloat
+from mtl_keras.option_types import NonNegativeFloat, NonNegativeInt, PositiveFloat
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,9 @@ class STCH(Weighting):
     def __init__(
         self,
         *,
-        preference: Sequence[float] | None = None,
+        preference: Sequence[NonNegativeFloat] | None = None,
         mu: PositiveFloat = 1.0,
-        ideal_point: Sequence[float] | None = None,
+        ideal_point: Sequence[NonNegativeFloat] | None = None,
         warmup_epochs: NonNegativeInt = 5,
         log_losses: bool = True,
     ) -> None:
