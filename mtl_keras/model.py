@@ -180,8 +180,9 @@ class MultiTaskModel(keras.Model):
             static_weights=static_weights,
         )
         self.balancer.build(self.task_names)
-        self.balancer_state.adopt(self.balancer.weighting.variables)
         step = choose_step(self, self.balancer)
+        # After choose_step: a weighting's per-parameter state is created there (Weighting.build_blocks).
+        self.balancer_state.adopt(self.balancer.weighting.variables)
         task_losses = TaskLosses(
             self.tasks,
             [t.get_loss(losses.get(t.name)) for t in self.tasks],

@@ -12,7 +12,9 @@ A model takes one of each; adding a method is one class plus ``@WEIGHTINGS.regis
 ``randomised`` (only then it takes ``seed``), ``Weighting.norms_over`` (which variables it needs per-task
 gradient norms of), ``Aggregator.needs_jacobian`` / ``gramian_based``; what it may implement besides its
 computation: ``after_step(losses)`` (state moved after the optimizer's update) and
-``Aggregator.build_blocks(shapes)`` (state of the Jacobian's size). The training steps that call them are in
+``Aggregator.build_blocks(shapes)`` (state of the Jacobian's size), ``Weighting.build_blocks(shapes)`` and
+``Weighting.observe_gradients(gradients)`` (per-parameter state and the task gradients, for weightings with
+``norms_over``). The training steps that call them are in
 :mod:`mtl_keras.training`.
 """
 
@@ -270,6 +272,17 @@ class Weighting(_Balancer):
     def weights(self) -> tf.Tensor:
         """The current weight of each task (T,), for the logs."""
         raise NotImplementedError
+
+    def build_blocks(self, block_shapes: Sequence[tuple[int, ...]]) -> None:
+        """Called once by ``compile`` for a weighting with :attr:`norms_over`, inside the strategy scope, with
+        the shape of every variable it takes gradients of (in the order of :meth:`observe_gradients`): the
+        place to create per-parameter state (ExcessMTL's Adagrad accumulators) with :meth:`add_variable`.
+        The default creates nothing."""
+
+    def observe_gradients(self, gradients: Sequence[Sequence[tf.Tensor]]) -> None:
+        """Called in every training step of a weighting with :attr:`norms_over`, right before ``weigh``,
+        with every task's global, unscaled gradient of those variables (``gradients[task][variable]``).
+        Runs inside the compiled step, on every replica with the same values. The default does nothing."""
 
     def on_epoch_end(self, epoch: int, train_losses: Any, validation_logs: dict[str, float]) -> None:
         """Called by the model at the end of every training epoch (DWA, inverse-validation weighting).

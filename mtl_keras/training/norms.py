@@ -42,6 +42,7 @@ class PerTaskNormStep(Step):
             squared = [tf.add_n([tf.reduce_sum(tf.square(g)) for g in task]) for task in grads]
             norms = tf.sqrt(tf.stack(squared))
         state.recorded["norm_grads"] = grads
+        runner.balancer.weighting.observe_gradients(grads)
         return runner.balancer.weighting.weigh(state.losses, gradient_norms=norms)
 
     def record(self, runner: Runner, state: StepState) -> None:

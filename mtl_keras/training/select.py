@@ -71,6 +71,7 @@ def choose_step(model: Any, balancer: Balancer) -> Step:
             f"Weighting {balancer.weighting.registered_name!r} takes gradient norms over the "
             f"{scope.value.replace('_', ' ')} variables; model {model.name!r} declares none."
         )
+    balancer.weighting.build_blocks([tuple(v.shape) for v in variables])
     covers_shared = [id(v) for v in variables] == [id(v) for v in model.shared_variables]
     if step is None and covers_shared:
         return PerTaskNormStep(variables)

@@ -293,3 +293,35 @@ def test_zoo_search_recipe_runs(path, tmp_path):
     results = _results(out)
     assert len(results["trials"]) == 1 and results["trials"][0]["status"] == "COMPLETED"
     _check_best_recipe(out, results)
+
+
+def test_the_loss_weightings_famo_stch_excess_mtl_are_tune_choices_and_recipe_options(tmp_path):
+    """Each trial trains one new weighting from its name; a recipe gives STCH its options."""
+    search = """
+search:
+  tuner: random
+  max_trials: 3
+  objective: {kind: mean_normalized}
+  space:
+    balancer: {choice: [famo, stch, excess_mtl]}
+"""
+    recipe = SYNTHETIC.replace(
+        "balancer: static",
+        "balancer: {weighting: {name: stch, preference: [1, 2], ideal_point: [1, 1], log_losses: false}}",
+    )
+    out = tmp_path / "search"
+    assert _tune(str(_write(tmp_path, recipe + search)), "--output", str(out)) == 0
+    results = _results(out)
+    assert sorted(t["hyperparameters"]["balancer"] for t in results["trials"]) == [
+        "excess_mtl",
+        "famo",
+        "stch",
+    ]
+    assert all(np.isfinite(t["objective"]) for t in results["trials"])
+    assert load_recipe(_write(tmp_path, recipe, "plain.yaml")).balancer.weighting.options == {
+        "preference": [1.0, 2.0],
+        "ideal_point": [1.0, 1.0],
+        "log_losses": False,
+    }
+    with pytest.raises(RecipeError, match=r"balancer\.weighting\.preference\[1\]"):
+        load_recipe(_write(tmp_path, recipe.replace("[1, 2]", "[1, -2]"), "bad.yaml"))
