@@ -11,7 +11,9 @@ Each run is a separate Python process (``--child``), so its peak RSS (``ru_maxrs
 hold 8 numeric columns (5 % missing), 2 categorical columns (10 and 1,000 values), 2 binary labels and a
 regression label (10 % missing); they are generated once into ``--data-dir`` (default: a temporary folder)
 and kept there when it is given. Training rows/s is measured from the end of the first step (tracing
-excluded) to the end of the epoch; the whole-epoch figure, first step included, is reported as well.
+excluded) to the end of the epoch; the whole-epoch figure, first step included, is reported as well. The
+small-file runs are repeated (``--repeats``, alternating in memory and streamed) and the median run is
+reported, since on a 2-core machine one run's rows/s moves with whatever else the machine is doing.
 """
 
 from __future__ import annotations
@@ -208,6 +210,12 @@ def _versions() -> dict[str, str]:
     return {name: version(name) for name in ("tensorflow", "keras", "pandas", "pyarrow", "numpy")}
 
 
+def _median_run(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median training rows/s (after step 1); the lower middle one for an even count."""
+    ordered = sorted(entries, key=lambda entry: entry["steady_rows_per_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def _end_to_end(entry: dict[str, Any]) -> float:
     """Training rows per second from the file to the trained model: reading (or the statistics pass) + epoch."""
     prepare = entry.get("stats_seconds", entry.get("read_seconds", 0.0))
@@ -247,6 +255,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"{verdict[ratios['streamed_over_in_memory'] >= SPEED_TARGET]}); whole epoch: "
         f"{ratios['streamed_over_in_memory_whole_epoch']:.3f}.",
         f"* Streamed training rows/s large / small: {ratios['large_over_small_rows_per_s']:.3f}.",
+        f"* Small-file runs: {report.get('repeats', 1)} of each, alternating; the table shows the median run. "
+        "Training rows/s after step 1 of every run: in memory "
+        + ", ".join(f"{v:,.0f}" for v in report.get("in_memory_small_steady_rows_per_s_runs", []))
+        + "; streamed "
+        + ", ".join(f"{v:,.0f}" for v in report.get("streamed_small_steady_rows_per_s_runs", []))
+        + ".",
         "* File to trained model (the statistics pass or the pandas read, plus the epoch), streamed / in "
         f"memory: {ratios['streamed_over_in_memory_end_to_end']:.3f} (not the target's measure; shown because "
         "the in-memory path parses the file before training and the streamed one while training).",
@@ -262,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="200000,2000000", help="rows of the small and the large file")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--data-dir", default=None, help="where the CSVs are generated (and kept)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each small-file case (the median run is reported)"
+    )
     parser.add_argument("--notes", default=None, help="a Markdown file appended to the report as notes")
     _common.report_arguments(parser)
     parser.add_argument("--child", choices=["streamed", "in_memory"], help=argparse_hidden())
@@ -275,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         small_rows, large_rows = (int(v) for v in args.rows.split(","))
     except ValueError:
         raise ValueError(f"--rows: expected two integers SMALL,LARGE; received {args.rows!r}") from None
+    if args.repeats < 1:
+        raise ValueError(f"--repeats: expected an integer >= 1; received {args.repeats}")
     if not 0 < small_rows < large_rows:
         raise ValueError(f"--rows: expected 0 < SMALL < LARGE; received {args.rows!r}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -286,15 +305,21 @@ def main(argv: list[str] | None = None) -> int:
             generate(path, rows)
             print(f"{path.name}: {rows:,} rows ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
         work = Path(scratch)
-        report: dict[str, Any] = {}
-        for key, kind, csv in (
-            ("in_memory_small", "in_memory", small_csv),
-            ("streamed_small", "streamed", small_csv),
-            ("streamed_large", "streamed", large_csv),
-        ):
-            start = time.perf_counter()
-            report[key] = _spawn(kind, csv, args.batch_size, work)
-            print(f"{key}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        report: dict[str, Any] = {"repeats": args.repeats}
+        runs: dict[str, list[dict[str, Any]]] = {"in_memory_small": [], "streamed_small": []}
+        # The two small runs alternate, so that load on the machine falls on both alike.
+        plan = [("in_memory_small", "in_memory", small_csv), ("streamed_small", "streamed", small_csv)]
+        for repeat in range(args.repeats):
+            for key, kind, csv in plan:
+                start = time.perf_counter()
+                runs[key].append(_spawn(kind, csv, args.batch_size, work))
+                print(f"{key} #{repeat + 1}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        for key, entries in runs.items():
+            report[key] = _median_run(entries)
+            report[f"{key}_steady_rows_per_s_runs"] = [entry["steady_rows_per_s"] for entry in entries]
+        start = time.perf_counter()
+        report["streamed_large"] = _spawn("streamed", large_csv, args.batch_size, work)
+        print(f"streamed_large: {time.perf_counter() - start:.0f} s", file=sys.stderr)
     small, large, memory = report["streamed_small"], report["streamed_large"], report["in_memory_small"]
     report["ratios"] = {
         "rss_large_over_small": large["peak_rss_mib"] / small["peak_rss_mib"],

@@ -65,6 +65,8 @@ def test_streaming_csv_quick(tmp_path: Path) -> None:
             "1500,3000",
             "--batch-size",
             "256",
+            "--repeats",
+            "1",
             "--data-dir",
             str(tmp_path / "data"),
             "--json",
@@ -86,6 +88,8 @@ def test_streaming_csv_quick(tmp_path: Path) -> None:
     # The streamed and the in-memory runs train on the same rows (the same split rule).
     assert report["in_memory_small"]["train_rows"] == small["train_rows"]
     assert 0.6 * 1500 < small["train_rows"] < 0.8 * 1500
+    assert len(report["streamed_small_steady_rows_per_s_runs"]) == 1
+    assert small["steady_rows_per_s"] in report["streamed_small_steady_rows_per_s_runs"]
     for entry in (small, large, report["in_memory_small"]):
         assert entry["peak_rss_mib"] > 100 and entry["steady_rows_per_s"] > 0
     ratios = report["ratios"]
