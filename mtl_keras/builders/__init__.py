@@ -1,5 +1,6 @@
 """Functional-API builders, one per architecture; each returns a MultiTaskModel with dict outputs."""
 
+from mtl_keras.builders.backbones import Backbone, keras_application
 from mtl_keras.builders.catalog import ARCHITECTURES, get_builder, names
 from mtl_keras.builders.cross_stitch import cross_stitch
 from mtl_keras.builders.esmm import esmm, esmm_labels
@@ -14,6 +15,7 @@ from mtl_keras.builders.soft_sharing import soft_sharing
 
 __all__ = [
     "ARCHITECTURES",
+    "Backbone",
     "RawFeatures",
     "cgc",
     "cross_stitch",
@@ -21,6 +23,7 @@ __all__ = [
     "esmm_labels",
     "get_builder",
     "hard_sharing",
+    "keras_application",
     "mmoe",
     "names",
     "omoe",

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 
 from mtl_keras.builders.inputs import make_inputs, trainable_input_layers
-from mtl_keras.builders.sharing import check_shared_layers
+from mtl_keras.builders.sharing import bypassing_layers, check_shared_layers
 from mtl_keras.layers._checks import check_positive_int, check_rate
 from mtl_keras.layers.towers import Tower
 from mtl_keras.model import MultiTaskModel
@@ -171,14 +171,20 @@ def build_model(
     model_inputs, features = make_inputs(inputs)
     graph = graph_fn(task_list, features, prefix="", **options)
     # Embedding tables of raw features feed every task: shared, before the builder's own (W_s stays last).
-    shared = [*trainable_input_layers(features), *graph.shared_layers]
+    before = trainable_input_layers(features)
+    shared = [*before, *graph.shared_layers]
     check_shared_layers(shared, graph.outputs, columnwise=graph.columnwise, loss_free=graph.loss_free)
+    representation = graph.representation
+    if representation is not None and bypassing_layers(graph.outputs, representation, before):
+        # Embeddings or a backbone reach some output around the representation (MMoE's gates): no tensor
+        # carries every shared gradient, so the model offers parameter level only.
+        representation = None
     return MultiTaskModel(
         model_inputs,
         graph.outputs,
         tasks=task_list,
         shared_layers=[layer.name for layer in shared],
-        representation=graph.representation.name if graph.representation is not None else None,
+        representation=representation.name if representation is not None else None,
         balancer=balancer,
         name=name,
     )

@@ -3,7 +3,9 @@
 * an int ``d`` or a shape tuple: a dense vector ``(d,)`` or an image ``(H, W, C)``;
 * :class:`RawFeatures`: a dict of raw named columns (strings and numbers) that go through a preprocessing
   block of Keras preprocessing layers built from column statistics, so the saved model takes raw values;
-* an existing ``keras.Input`` tensor, or a dict of them.
+* an existing ``keras.Input`` tensor, or a dict of them; or a tensor computed from inputs by layers of the
+  caller's (e.g. a backbone applied by hand), whose trainable layers then count as shared;
+* a :class:`~mtl_keras.builders.backbones.Backbone`: one of the above, then the backbone model.
 
 Raw features: each column has a :class:`~mtl_keras.data.columns.ColumnSpec` (or just its kind name), see
 :mod:`mtl_keras.data.columns` for kinds and encodings. The layers are made from the column statistics of
@@ -48,6 +50,7 @@ import keras
 import numpy as np
 
 from mtl_keras._registry import suggest
+from mtl_keras.builders.backbones import Backbone
 from mtl_keras.data.columns import (
     COLUMN_KINDS,
     KIND_ALIASES,
@@ -340,8 +343,9 @@ def _raw_block(spec: RawFeatures) -> tuple[dict[str, Any], Any]:
 
 
 def trainable_input_layers(features: Any) -> list[keras.layers.Layer]:
-    """The layers with trainable variables (the embeddings of a raw block) between the model inputs and
-    ``features``, in graph order: every task reaches them, so a builder's shared layers include them."""
+    """The layers with trainable variables (the embeddings of a raw block, a backbone) between the model
+    inputs and ``features``, in graph order, and the frozen layers with variables there (a frozen
+    backbone): every task reaches them, so a builder's shared layers include them."""
     found: list[keras.layers.Layer] = []
     seen: set[int] = set()
 
@@ -356,12 +360,44 @@ def trainable_input_layers(features: Any) -> list[keras.layers.Layer]:
         node = layer._inbound_nodes[history.node_index]
         for parent in node.input_tensors:
             visit(parent)
-        if layer.trainable_variables:
+        # A frozen layer (a frozen backbone) counts too: it is shared, with no variable to update for now.
+        if layer.trainable_variables or (not layer.trainable and layer.weights):
             found.append(layer)
 
     for tensor in keras.tree.flatten(features):
         visit(tensor)
     return found
+
+
+def _is_input(tensor: Any) -> bool:
+    history = getattr(tensor, "_keras_history", None)
+    return history is None or isinstance(history.operation, keras.layers.InputLayer)
+
+
+def _root_inputs(tensor: Any) -> Any:
+    """The ``keras.Input`` tensors ``tensor`` was computed from (itself if it is one): one tensor, or a
+    dict by input name when there are several. A tensor already passed through layers (a backbone applied
+    by hand) thus becomes the model's features while its inputs stay the model's inputs, and the layers in
+    between are found by :func:`trainable_input_layers` (shared)."""
+    found: dict[str, Any] = {}
+    seen: set[int] = set()
+
+    def visit(current: Any) -> None:
+        history = getattr(current, "_keras_history", None)
+        if history is None or id(current) in seen:
+            return
+        seen.add(id(current))
+        layer = history.operation
+        if isinstance(layer, keras.layers.InputLayer):
+            found.setdefault(current.name, current)
+            return
+        for parent in layer._inbound_nodes[history.node_index].input_tensors:
+            visit(parent)
+
+    visit(tensor)
+    if not found:
+        raise ValueError(f"Cannot find the keras.Input that tensor {tensor.name!r} was computed from.")
+    return next(iter(found.values())) if len(found) == 1 else found
 
 
 def make_inputs(inputs: Any) -> tuple[Any, Any]:
@@ -380,8 +416,13 @@ def make_inputs(inputs: Any) -> tuple[Any, Any]:
     if isinstance(inputs, tuple) and all(isinstance(d, int) and d > 0 for d in inputs) and inputs:
         tensor = keras.Input(shape=inputs, name="features")
         return tensor, tensor
+    if isinstance(inputs, Backbone):
+        backbone_inputs, backbone_features = make_inputs(inputs.inputs)
+        layer = inputs.layer()
+        layer.name = inputs.name  # type: ignore[misc]
+        return backbone_inputs, layer(backbone_features)
     if isinstance(inputs, keras.KerasTensor):
-        return inputs, inputs
+        return _root_inputs(inputs), inputs
     if (
         isinstance(inputs, Mapping)
         and inputs
@@ -391,8 +432,10 @@ def make_inputs(inputs: Any) -> tuple[Any, Any]:
         features = (
             keras.layers.Concatenate(name="input_features")(tensors) if len(tensors) > 1 else tensors[0]
         )
-        return dict(inputs), features
+        if all(_is_input(tensor) for tensor in tensors):
+            return dict(inputs), features
+        return _root_inputs(features), features
     raise ValueError(
         "Expected `inputs` to be a positive int (vector size), a shape tuple of positive ints, RawFeatures, "
-        f"a keras.Input or a dict of keras.Input. Received: inputs={inputs!r}"
+        f"a keras.Input or a dict of keras.Input, or a Backbone. Received: inputs={inputs!r}"
     )

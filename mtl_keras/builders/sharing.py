@@ -73,6 +73,33 @@ def reaching_outputs(
     return {layers[key]: columns for key, columns in reached.items()}
 
 
+def bypassing_layers(
+    outputs: Mapping[str, Any], representation: keras.layers.Layer, layers: Iterable[keras.layers.Layer]
+) -> list[keras.layers.Layer]:
+    """The ``layers`` some output reaches without passing through ``representation`` (walking back from the
+    outputs and stopping at the representation layer). Shared layers before the representation must not be
+    among them: their whole gradient has to pass through the representation for representation-level
+    aggregation to be exact (e.g. MMoE's gates read the features directly, so with an embedding block or a
+    backbone before the experts there is no such representation)."""
+    wanted = {id(layer): layer for layer in layers}
+    found: dict[int, keras.layers.Layer] = {}
+    seen: set[int] = set()
+    stack = list(outputs.values())
+    while stack:
+        tensor = stack.pop()
+        history = getattr(tensor, "_keras_history", None)
+        if history is None or history.operation is None or history.operation is representation:
+            continue
+        node = history.operation._inbound_nodes[history.node_index]
+        if node.is_input or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if id(history.operation) in wanted:
+            found[id(history.operation)] = history.operation
+        stack.extend(node.input_tensors)
+    return list(found.values())
+
+
 def derive_shared_layers(
     outputs: Mapping[str, Any],
     *,

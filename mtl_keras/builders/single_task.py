@@ -11,6 +11,7 @@ from typing import Any
 
 from mtl_keras.builders._common import Graph
 from mtl_keras.builders.architectures import lookup
+from mtl_keras.builders.backbones import Backbone
 from mtl_keras.builders.inputs import RawFeatures, encode_raw, make_inputs, trainable_input_layers
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import as_tasks
@@ -29,7 +30,8 @@ def single_task(
     Args:
         tasks: the tasks.
         inputs: as for every builder; the raw-feature preprocessing block (if any) is shared when it has no
-            trainable variables, and copied into each column when it has (embedding tables).
+            trainable variables, and copied into each column when it has (embedding tables); a
+            :class:`~mtl_keras.builders.backbones.Backbone` is copied into each column (same starting weights).
         architecture: the name of the multi-task architecture whose single-task version to build
             (``"hard_sharing"``, ``"mmoe"``, ``"cgc"``, ...).
         **options: that architecture's options (``trunk=``, ``num_experts=``, ...).
@@ -38,13 +40,25 @@ def single_task(
     """
     column = lookup(architecture)
     task_list = as_tasks(tasks)
-    model_inputs, features = make_inputs(inputs)
+    backbone = inputs if isinstance(inputs, Backbone) else None
+    raw = backbone.inputs if backbone is not None else inputs
+    model_inputs, features = make_inputs(raw)
     # Embedding tables are trainable: each column gets its own copy of such a preprocessing block.
-    own_block = isinstance(inputs, RawFeatures) and bool(trainable_input_layers(features))
+    own_block = isinstance(raw, RawFeatures) and bool(trainable_input_layers(features))
+    if not own_block and not isinstance(raw, RawFeatures) and trainable_input_layers(features):
+        raise ValueError(
+            "The single-task baselines cannot copy layers applied to the inputs by hand (they would be shared "
+            "by every task's column); pass the backbone as `Backbone(model, inputs)` instead, which gives "
+            "each column its own copy."
+        )
     outputs: dict[str, Any] = {}
     for task in task_list:
         prefix = f"{task.name}__"
-        column_features = encode_raw(inputs, model_inputs, prefix=prefix) if own_block else features
+        column_features = encode_raw(raw, model_inputs, prefix=prefix) if own_block else features
+        if backbone is not None:
+            layer = backbone.layer()
+            layer.name = f"{prefix}{backbone.name}"  # type: ignore[misc]
+            column_features = layer(column_features)
         graph: Graph = column.graph([task], column_features, prefix=prefix, **column.fixed, **options)
         outputs.update(graph.outputs)
     return MultiTaskModel(model_inputs, outputs, tasks=task_list, name=name)

@@ -12,6 +12,7 @@ from typing import Any
 import keras
 
 from mtl_keras._registry import suggest
+from mtl_keras.builders.backbones import keras_application
 from mtl_keras.builders.catalog import get_builder
 from mtl_keras.data import DATASETS, AnyDataset
 from mtl_keras.distribute.strategy import in_scope, make_strategy
@@ -72,6 +73,33 @@ def model_inputs_spec(dataset: Any) -> Any:
     return dataset.input_spec()
 
 
+def builder_inputs(recipe: Recipe, dataset: Any) -> Any:
+    """The builders' ``inputs``: the data set's, behind the recipe's ``backbone`` when it has one."""
+    inputs = model_inputs_spec(dataset)
+    spec = recipe.backbone
+    if spec is None:
+        return inputs
+    if not (isinstance(inputs, tuple) and len(inputs) == 3):
+        raise RecipeError(
+            "backbone",
+            f"a keras.applications backbone takes images (height, width, channels); the data "
+            f"set's inputs are {inputs!r}",
+        )
+    shape = tuple(spec.input_shape) if spec.input_shape is not None else inputs
+    keras.utils.set_random_seed(recipe.seed)  # the same random backbone for the model and its baselines
+    try:
+        return keras_application(
+            spec.keras_applications,
+            input_shape=shape,
+            weights=spec.weights,
+            pooling=spec.pooling,
+            trainable=not recipe.freeze.backbone,
+            data_shape=inputs,
+        )
+    except ValueError as error:
+        raise RecipeError("backbone", str(error)) from None
+
+
 def stream_spec(recipe: Recipe, dataset: Any) -> StreamSpec:
     """The batches of one training epoch: the recipe's batch size, seed and step cap."""
     training = recipe.training
@@ -104,7 +132,7 @@ def build_model(recipe: Recipe, dataset: AnyDataset, tasks: list[Task]) -> Multi
     keras.utils.set_random_seed(recipe.seed)
     try:
         model = get_builder(architecture.name)(
-            tasks, model_inputs_spec(dataset), name=recipe.name.replace("-", "_"), **architecture.options
+            tasks, builder_inputs(recipe, dataset), name=recipe.name.replace("-", "_"), **architecture.options
         )
     except ValueError as error:
         raise _architecture_error(error) from None
@@ -127,7 +155,7 @@ def build_baseline(recipe: Recipe, dataset: AnyDataset, tasks: list[Task]) -> Mu
     steps = stream_spec(recipe, dataset).steps_per_epoch
     try:
         baseline = get_builder("single_task")(
-            tasks, model_inputs_spec(dataset), architecture=architecture.name, **architecture.options
+            tasks, builder_inputs(recipe, dataset), architecture=architecture.name, **architecture.options
         )
     except ValueError as error:
         raise RecipeError(
@@ -197,6 +225,7 @@ __all__ = [
     "build_baseline",
     "build_model",
     "build_models",
+    "builder_inputs",
     "load_data",
     "make_recipe_strategy",
     "model_inputs_spec",

@@ -5,10 +5,12 @@ from mtl_keras.recipes.errors import RecipeError
 from mtl_keras.recipes.loading import apply_override, load_recipe, read_raw_recipe
 from mtl_keras.recipes.recipe import Recipe, validate
 from mtl_keras.recipes.sections import (
+    BackboneSpec,
     BaselinesSpec,
     DistributeSpec,
     EarlyStoppingSpec,
     ExportSpec,
+    FreezeSpec,
     MlflowSpec,
     OptimizerSpec,
     ScheduleSpec,
@@ -19,6 +21,7 @@ from mtl_keras.recipes.sections import (
 
 __all__ = [
     "ArchitectureSpec",
+    "BackboneSpec",
     "BalancerSpec",
     "BaselinesSpec",
     "ComponentSpec",
@@ -26,6 +29,7 @@ __all__ = [
     "DistributeSpec",
     "EarlyStoppingSpec",
     "ExportSpec",
+    "FreezeSpec",
     "MlflowSpec",
     "OptimizerSpec",
     "Recipe",

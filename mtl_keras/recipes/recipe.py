@@ -23,9 +23,11 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from mtl_keras.recipes.components import ArchitectureSpec, BalancerSpec, DataSpec
 from mtl_keras.recipes.errors import RecipeError, translate
 from mtl_keras.recipes.sections import (
+    BackboneSpec,
     BaselinesSpec,
     DistributeSpec,
     ExportSpec,
+    FreezeSpec,
     Section,
     TaskSpec,
     TrackingSpec,
@@ -43,6 +45,10 @@ class Recipe(Section):
     data: DataSpec = Field(description="name: <data set> plus its options, or tfds: {...}")
     tasks: dict[str, TaskSpec] = Field(default_factory=dict, description="{task: {weight, metrics, loss}}")
     architecture: ArchitectureSpec = Field(description="name: <architecture> plus its options")
+    backbone: BackboneSpec | None = Field(
+        default=None, description="keras_applications: <model> as the shared start of the architecture"
+    )
+    freeze: FreezeSpec = FreezeSpec()
     balancer: BalancerSpec = BalancerSpec()
     training: TrainingSpec = TrainingSpec()
     baselines: BaselinesSpec = BaselinesSpec()
@@ -71,6 +77,12 @@ class Recipe(Section):
                 "", f"expected a mapping {{task name: {{weight, metrics, loss}}}}, got {value!r}"
             )
         return {str(k): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _frozen_backbone(self) -> Recipe:
+        if self.freeze.backbone and self.backbone is None:
+            raise RecipeError("freeze.backbone", "there is no `backbone` section to freeze")
+        return self
 
     @model_validator(mode="after")
     def _static_weights(self) -> Recipe:

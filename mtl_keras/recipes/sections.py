@@ -1,5 +1,5 @@
 """The fixed sections of a recipe: tasks, training (optimizer, schedule, early stopping), baselines,
-distribution, export and tracking. Each is a frozen pydantic model; an omitted or empty section takes its defaults."""
+distribution, export, tracking, and the backbone and its freezing. Each is a frozen pydantic model; an omitted or empty section takes its defaults."""
 
 from __future__ import annotations
 
@@ -118,6 +118,28 @@ class ExportSpec(Section):
     base_dir: str | None = Field(default=None, description="default: saved_models/<recipe name>")
 
 
+class BackboneSpec(Section):
+    """A ``keras.applications`` model (no classifier) as the shared start of the architecture."""
+
+    keras_applications: str = Field(min_length=1, description="the class name, e.g. MobileNetV3Small")
+    weights: str | None = Field(
+        default="imagenet", description="imagenet (downloaded by Keras), a weights file, or null (random)"
+    )
+    input_shape: list[PositiveInt] | None = Field(
+        default=None,
+        min_length=3,
+        max_length=3,
+        description="the backbone's (height, width, channels), default: the data's; other images are resized",
+    )
+    pooling: Literal["avg", "max"] | None = "avg"
+
+
+class FreezeSpec(Section):
+    backbone: bool = Field(
+        default=False, description="keep the backbone's weights (and BatchNormalization statistics) fixed"
+    )
+
+
 class MlflowSpec(Section):
     uri: str = Field(min_length=1, description="MLflow tracking URI, e.g. file:./mlruns or http://host:5000")
     experiment: str | None = Field(default=None, min_length=1, description="default: the recipe name")
@@ -130,10 +152,12 @@ class TrackingSpec(Section):
 
 
 __all__ = [
+    "BackboneSpec",
     "BaselinesSpec",
     "DistributeSpec",
     "EarlyStoppingSpec",
     "ExportSpec",
+    "FreezeSpec",
     "MlflowSpec",
     "OptimizerSpec",
     "ScheduleSpec",
