@@ -24,6 +24,7 @@ from mtl_keras.recipes.components import ArchitectureSpec, BalancerSpec, DataSpe
 from mtl_keras.recipes.errors import RecipeError, translate
 from mtl_keras.recipes.sections import (
     BaselinesSpec,
+    CalibrationSpec,
     DistributeSpec,
     ExportSpec,
     Section,
@@ -48,6 +49,7 @@ class Recipe(Section):
     baselines: BaselinesSpec = BaselinesSpec()
     distribute: DistributeSpec = DistributeSpec()
     mixed_precision: Literal["mixed_float16", "mixed_bfloat16"] | None = None
+    calibration: CalibrationSpec = CalibrationSpec()
     export: ExportSpec = ExportSpec()
     tracking: TrackingSpec = TrackingSpec()
 
