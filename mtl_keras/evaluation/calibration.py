@@ -165,7 +165,8 @@ def collect_outputs(
     """``(outputs, labels)`` of ``model`` over a ``(x, y)`` dataset, keyed by task, in order."""
     outputs: dict[str, list[np.ndarray]] = {t: [] for t in task_names}
     labels: dict[str, list[np.ndarray]] = {t: [] for t in task_names}
-    for x, y in batches:
+    for batch in batches:  # (x, y) or (x, y, sample_weight)
+        x, y = batch[0], batch[1]
         result = model(x, training=False)
         for task in task_names:
             outputs[task].append(np.asarray(result[task], dtype=np.float64))
