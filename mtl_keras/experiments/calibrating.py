@@ -80,6 +80,15 @@ def calibrated_model(model: keras.Model, fitted: Mapping[str, Any]) -> keras.Mod
     return keras.Model(model._inputs_struct, outputs, name=model.name)
 
 
+def test_ece(model: keras.Model, dataset: Any, tasks: Sequence[Task], bins: int = 15) -> dict[str, float]:
+    """``{"<task>_ece": ECE on the test split}`` of every classification task (merged into evaluate()'s dict)."""
+    names = classification_tasks(tasks)
+    if not names:
+        return {}
+    outputs, labels = ece.collect_outputs(model, dataset.batches("test", 1024), names)
+    return {f"{t}_ece": v for t, v in ece.task_ece(outputs, labels, bins).items()}
+
+
 def run_calibration(
     model: keras.Model, dataset: Any, tasks: Sequence[Task], spec: CalibrationSpec, batch_size: int = 1024
 ) -> dict[str, Any]:
@@ -131,4 +140,5 @@ __all__ = [
     "classification_tasks",
     "fit_calibration",
     "run_calibration",
+    "test_ece",
 ]

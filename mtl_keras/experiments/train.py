@@ -27,7 +27,7 @@ import keras
 from mtl_keras import __version__
 from mtl_keras.distribute.strategy import agree, worker_role
 from mtl_keras.evaluation.report import _clean, atomic_write_text, build_report, write_report
-from mtl_keras.experiments.calibrating import CALIBRATION_FILE, run_calibration
+from mtl_keras.experiments.calibrating import CALIBRATION_FILE, run_calibration, test_ece
 from mtl_keras.experiments.fitting import evaluate, fingerprint, fit
 from mtl_keras.experiments.preparation import Prepared
 from mtl_keras.experiments.tracking import TENSORBOARD_DIR, log_mlflow, tensorboard
@@ -74,7 +74,8 @@ def train_baselines(
     fitted = _fit(prepared, baseline, epochs, directory / "backup", resume=resume, log_dir=logs)
     results = {
         "fingerprint": digest,
-        "test": evaluate(baseline, prepared.dataset, prepared.strategy),
+        "test": evaluate(baseline, prepared.dataset, prepared.strategy)
+        | test_ece(baseline, prepared.dataset, prepared.tasks, prepared.recipe.calibration.bins),
         "history": fitted.history.history,
         "train_seconds": fitted.seconds,
         "params": int(baseline.count_params()),
