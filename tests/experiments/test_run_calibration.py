@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import yaml
 
@@ -24,7 +25,9 @@ RECIPE = {
 }
 
 
-def test_train_reports_ece_and_exports_calibrated_fused_scores(tmp_path):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("calibrated_run")
     recipe = RECIPE | {
         "export": {
             "base_dir": str(tmp_path / "saved"),
@@ -35,6 +38,19 @@ def test_train_reports_ece_and_exports_calibrated_fused_scores(tmp_path):
     path.write_text(yaml.safe_dump(recipe))
     out = tmp_path / "run"
     assert main(["--quiet", "train", str(path), "--output", str(out)]) == 0
+    return tmp_path, out
+
+
+def _serve(version_dir, data):
+    loaded = tf.saved_model.load(str(version_dir))
+    serve = loaded.signatures["serving_default"]
+    names = serve.structured_input_signature[1]
+    inputs = {k: tf.constant(np.asarray(v).reshape(-1)) for k, v in data.test.x.items() if k in names}
+    return loaded, inputs, {k: v.numpy() for k, v in serve(**inputs).items()}
+
+
+def test_train_reports_ece_and_exports_calibrated_fused_scores(trained):
+    tmp_path, out = trained
     report = json.loads((out / "report.json").read_text())
     assert (out / "plots" / "reliability.png").is_file()
     fitted = json.loads((out / "calibration.json").read_text())
@@ -48,14 +64,7 @@ def test_train_reports_ece_and_exports_calibrated_fused_scores(tmp_path):
 
     # The served probabilities are the run's calibrated ones: recompute the test ECE from the SavedModel.
     data = load_census(max_rows=600)
-    version = tf.saved_model.load(str(tmp_path / "saved" / "1"))
-    serve = version.signatures["serving_default"]
-    inputs = {
-        k: tf.constant(np.asarray(v).reshape(-1))
-        for k, v in data.test.x.items()
-        if k in serve.structured_input_signature[1]
-    }
-    served = {k: v.numpy() for k, v in serve(**inputs).items()}
+    version, inputs, served = _serve(tmp_path / "saved" / "1", data)
     for task in ("income", "never_married"):
         ece = expected_calibration_error(served[task], data.test.y[task], bins=10)
         assert abs(ece - report["calibration"]["tasks"][task]["test_ece_calibrated"]) < 1e-4
@@ -63,3 +72,15 @@ def test_train_reports_ece_and_exports_calibrated_fused_scores(tmp_path):
     np.testing.assert_allclose(fused, served["income"] * served["never_married"] ** 0.5, rtol=1e-5, atol=1e-7)
     check = check_export(tmp_path / "saved")
     assert check["ok"] and check["fusion"]["ok"], check["errors"]
+
+
+def test_export_of_a_run_directory_applies_its_calibration(trained):
+    tmp_path, out = trained
+    fitted = json.loads((out / "calibration.json").read_text())
+    assert any(abs(p["temperature"] - 1) > 1e-3 for p in fitted.values())  # calibration changes the outputs
+    assert main(["--quiet", "export", str(out), "--base-dir", str(tmp_path / "again")]) == 0
+    data = load_census(max_rows=600)
+    _, _, first = _serve(tmp_path / "saved" / "1", data)
+    _, _, again = _serve(tmp_path / "again" / "1", data)
+    for task in first:
+        np.testing.assert_allclose(again[task], first[task], atol=1e-6)

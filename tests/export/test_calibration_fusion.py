@@ -142,3 +142,32 @@ def test_recipe_sections():
         validate(base | {"export": {"fusion": {"formula": "open('x')"}}})
     with pytest.raises(RecipeError, match="calibration"):
         validate(base | {"calibration": {"method": "platt"}})
+
+
+def test_export_check_fails_when_the_fusion_signature_is_not_its_formula(exported, tmp_path):
+    import json
+    import shutil
+
+    *_, base, version, _, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(base, copy)
+    # models.config must point at the copy; the fusion description now disagrees with the graph.
+    (copy / "models.config").write_text((base / "models.config").read_text().replace(str(base), str(copy)))
+    fusion_file = copy / version.name / "assets.extra" / "fusion.json"
+    description = json.loads(fusion_file.read_text())
+    fusion_file.write_text(json.dumps(description | {"formula": "ctr * 2"}))
+    report = check_export(copy)
+    assert not report["ok"] and not report["fusion"]["ok"]
+    assert any("rank_score" in e for e in report["errors"])
+
+
+def test_isotonic_calibration_in_a_model_is_the_fitted_interpolation():
+    model = _overconfident_model()
+    x_val, y_val = _sample(2000, 4)
+    raw = np.asarray(model(x_val)["ctr"])
+    fitted = fit_calibration("isotonic", {"ctr": raw}, {"ctr": y_val})
+    served = np.asarray(calibrated_model(model, fitted)(x_val)["ctr"])[:, 0]
+    np.testing.assert_allclose(
+        served, np.interp(raw[:, 0], fitted["ctr"]["x"], fitted["ctr"]["y"]), atol=1e-5
+    )
+    assert expected_calibration_error(served, y_val) < expected_calibration_error(raw, y_val) / 2
