@@ -84,3 +84,19 @@ def test_export_of_a_run_directory_applies_its_calibration(trained):
     _, _, again = _serve(tmp_path / "again" / "1", data)
     for task in first:
         np.testing.assert_allclose(again[task], first[task], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"calibration": {"method": "temperature", "tasks": ["incme"]}}, "unknown task 'incme'"),
+        ({"export": {"fusion": {"formula": "income * maried"}}}, "Did you mean 'never_married'"),
+        ({"export": {"fusion": {"name": "predict_income", "formula": "income"}}}, "another signature"),
+    ],
+)
+def test_production_sections_are_checked_before_training(section, message, tmp_path):
+    from mtl_keras.experiments import prepare
+    from mtl_keras.recipes import RecipeError, validate
+
+    with pytest.raises(RecipeError, match=message):
+        prepare(validate(RECIPE | section))
