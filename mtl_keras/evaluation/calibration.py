@@ -14,11 +14,14 @@ Examples whose label is NaN (no label) are left out. The post-hoc fits use the v
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger("mtl_keras")
 
 #: Probabilities are clipped to [EPSILON, 1 - EPSILON] before taking logits or logs.
 EPSILON = 1e-7
@@ -139,6 +142,13 @@ def fit_temperature(probabilities: Any, labels: Any) -> float:
         method="bounded",
         options={"xatol": 1e-6},
     )
+    if min(abs(result.x - bound) for bound in LOG_T_BOUNDS) < 1e-3:
+        logger.warning(
+            "The fitted temperature %.4g is at the edge of the searched range (log T in %s): the outputs "
+            "carry little information about the labels, or are far off.",
+            math.exp(result.x),
+            LOG_T_BOUNDS,
+        )
     return float(math.exp(result.x))
 
 

@@ -60,7 +60,8 @@ def test_train_reports_ece_and_exports_calibrated_fused_scores(trained):
         assert report["tasks"][task]["multi_task"]["ece"] == entry["test_ece"]
         # the fitted temperature minimises the validation NLL; it cannot be worse than T = 1 by much in ECE
         assert entry["validation_ece_calibrated"] <= entry["validation_ece"] + 0.02
-    assert "ece" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "| income | ece |" in markdown and "calibration of income (T = " in markdown
 
     # The served probabilities are the run's calibrated ones: recompute the test ECE from the SavedModel.
     data = load_census(max_rows=600)
