@@ -236,11 +236,20 @@ def _export(args: argparse.Namespace) -> int:
         report = check_export(base, version=version, latency=True)
         _print(format_report(report))
         return 0 if report.get("ok") else 1
+    from mtl_keras.experiments.calibrating import CALIBRATION_FILE
     from mtl_keras.experiments.preparation import load_data
     from mtl_keras.experiments.train import export, export_dir
 
     recipe, model = _load_run(args.path)
-    version_dir = export(model, load_data(recipe), args.base_dir or export_dir(recipe))
+    calibration_file = Path(args.path) / CALIBRATION_FILE
+    calibration = json.loads(calibration_file.read_text()) if calibration_file.exists() else None
+    version_dir = export(
+        model,
+        load_data(recipe),
+        args.base_dir or export_dir(recipe),
+        calibration=calibration,
+        fusion=recipe.export.fusion,
+    )
     _print(f"exported {version_dir}")
     return 0
 

@@ -77,6 +77,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "precision": True,
     "recall": True,
     "top5": True,
+    "ece": False,  # expected calibration error (mtl_keras.evaluation.calibration), in run reports
     "loss": False,
 }
 

@@ -1,9 +1,11 @@
-"""Evaluation of multi-task models: Δm % against single-task baselines, reports and plots."""
+"""Evaluation of multi-task models: Δm % against single-task baselines, calibration, reports and plots."""
 
+from mtl_keras.evaluation.calibration import expected_calibration_error, reliability
 from mtl_keras.evaluation.delta_m import delta_m, delta_m_multi, relative_improvement
 from mtl_keras.evaluation.plots import (
     cosine_matrix,
     plot_conflicts,
+    plot_reliability,
     plot_task_weights,
     plot_validation_curves,
 )
@@ -14,11 +16,14 @@ __all__ = [
     "cosine_matrix",
     "delta_m",
     "delta_m_multi",
+    "expected_calibration_error",
     "format_table",
     "plot_conflicts",
+    "plot_reliability",
     "plot_task_weights",
     "plot_validation_curves",
     "relative_improvement",
+    "reliability",
     "split_results",
     "to_markdown",
     "write_report",

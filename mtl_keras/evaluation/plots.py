@@ -1,4 +1,5 @@
-"""PNG plots of a multi-task training run: per-task learning curves, task weights, gradient conflicts.
+"""PNG plots of a multi-task training run: per-task learning curves, task weights, gradient conflicts,
+reliability diagrams.
 
 Every function takes a ``History`` (or its ``.history`` dict), writes one PNG atomically and returns its
 path, or returns None without writing when the history lacks the keys it plots. Figures are drawn with
@@ -256,4 +257,36 @@ def plot_conflicts(
     if fraction is not None:
         title += f"\nmean fraction of conflicting pairs per step: {fraction:.2f}"
     axis.set_title(title, fontsize=10)
+    return _save(figure, path)
+
+
+def plot_reliability(reliability: Mapping[str, Any], path: str | os.PathLike[str]) -> str | None:
+    """Reliability diagrams: per task, observed frequency against mean confidence per bin, before and (when
+    calibrated) after, with the diagonal of perfect calibration.
+
+    ``reliability`` is ``{task: {"before": data, "after": data}}`` with the data of
+    :func:`mtl_keras.evaluation.calibration.reliability`. None (nothing written) without tasks.
+    """
+    tasks = list(reliability)
+    if not tasks:
+        return None
+    figure = Figure(figsize=(4.2 * len(tasks), 4.2), layout="constrained")
+    axes = figure.subplots(1, len(tasks), squeeze=False)[0]
+    for axis, task in zip(axes, tasks, strict=True):
+        axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+        for label, data in reliability[task].items():
+            points = [
+                (c, f) for c, f in zip(data["confidence"], data["frequency"], strict=True) if c is not None
+            ]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                axis.plot(xs, ys, marker="o", markersize=3, label=label)
+        axis.set_title(task)
+        axis.set_xlabel("mean confidence")
+        axis.set_ylabel("observed frequency")
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1)
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.suptitle("Reliability (test split)")
     return _save(figure, path)

@@ -318,6 +318,27 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
     )
     extra = {k: v for k, v in report.items() if k not in _RESERVED and not isinstance(v, (list, dict))}
     lines.extend(f"{k}: {_format_value(v) if isinstance(v, float) else v}" for k, v in extra.items())
+    lines.extend(_calibration_lines(report.get("calibration")))
+    return lines
+
+
+def _calibration_lines(calibration: Any) -> list[str]:
+    """One line per calibrated task: its fitted method and validation/test ECE before → after."""
+    if not isinstance(calibration, Mapping) or not calibration.get("fitted"):
+        return []
+    lines = []
+    for task, fitted in calibration["fitted"].items():
+        entry = calibration.get("tasks", {}).get(task, {})
+        how = (
+            f"T = {fitted['temperature']:.3f}"
+            if fitted.get("method") == "temperature"
+            else fitted.get("method")
+        )
+        lines.append(
+            f"calibration of {task} ({how}, fitted on validation): ECE validation "
+            f"{_format_value(entry.get('validation_ece'))} → {_format_value(entry.get('validation_ece_calibrated'))}, "
+            f"test {_format_value(entry.get('test_ece'))} → {_format_value(entry.get('test_ece_calibrated'))}"
+        )
     return lines
 
 

@@ -206,6 +206,22 @@ class policy:
         keras.mixed_precision.set_global_policy(self.previous)
 
 
+def check_production(recipe: Recipe, tasks: list[Task]) -> None:
+    """The calibration's tasks and the fusion formula's task names against the data set's tasks."""
+    from mtl_keras.experiments.calibrating import calibrated_tasks
+    from mtl_keras.export.fusion import check_tasks
+
+    calibrated_tasks(recipe.calibration, tasks)
+    fusion = recipe.export.fusion
+    if fusion is not None and recipe.export.enabled:
+        if fusion.name in ("serving_default", *(f"predict_{t.name}" for t in tasks)):
+            raise RecipeError("export.fusion.name", f"{fusion.name!r} is the name of another signature")
+        try:
+            check_tasks(fusion.formula, {t.name: t.output_units for t in tasks})
+        except ValueError as error:
+            raise RecipeError("export.fusion.formula", str(error)) from None
+
+
 def prepare(recipe: Recipe) -> Prepared:
     """Load data, resolve tasks, build and compile both models: every recipe error surfaces here."""
     from mtl_keras.experiments.tracking import check_tracking
@@ -216,6 +232,7 @@ def prepare(recipe: Recipe) -> Prepared:
         strategy = make_recipe_strategy(recipe)
         dataset = load_data(recipe)
         tasks = resolve_tasks(recipe, dataset)
+        check_production(recipe, tasks)
         model, baseline = build_models(recipe, dataset, tasks, strategy)
     return Prepared(recipe, dataset, tasks, strategy, model, baseline)
 

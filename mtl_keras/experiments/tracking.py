@@ -14,7 +14,7 @@ run's files are written, one MLflow run in ``experiment`` (default: the recipe n
 * parameters: the recipe with every default, flattened to dotted keys (``training.optimizer.learning_rate``);
 * metrics: every epoch log of the multi-task model at its epoch (``step``), and the test results as
   ``test.<task>.<metric>`` (``test_single_task.…`` for the baselines, ``test.delta_m``);
-* artifacts: ``report.json``, ``report.md``, ``history.json``, ``recipe.json``, ``plots/`` and the exported
+* artifacts: ``report.json``, ``report.md``, ``history.json``, ``recipe.json``, ``calibration.json``, ``plots/`` and the exported
   version directory (under ``export/``).
 """
 
@@ -134,7 +134,7 @@ def log_mlflow(
             if values:
                 mlflow.log_metrics(values, step=epoch)
         mlflow.log_metrics(_test_metrics(report))
-        for name in ("report.json", "report.md", "history.json", "recipe.json"):
+        for name in ("report.json", "report.md", "history.json", "recipe.json", "calibration.json"):
             if (run_dir / name).is_file():
                 mlflow.log_artifact(str(run_dir / name))
         if (run_dir / "plots").is_dir():

@@ -4,7 +4,9 @@ Everything that can be checked is checked before the output directory is touched
 (:func:`mtl_keras.experiments.preparation.prepare`: the recipe, the data set and its task names, building
 and compiling both models). Files are written atomically. Training goes through
 :func:`mtl_keras.experiments.fitting.fit`, with checkpoints in the run directory; ``--resume`` continues
-from them exactly. TensorBoard logs go to ``tensorboard/`` in the run directory and the recipe's
+from them exactly. Every classification task's expected calibration error (test split) joins its metrics, with a reliability
+plot; the recipe's ``calibration`` is fitted on the validation split, written to ``calibration.json`` and
+applied inside the export (:mod:`mtl_keras.experiments.calibrating`). TensorBoard logs go to ``tensorboard/`` in the run directory and the recipe's
 ``tracking.mlflow`` logs the finished run to MLflow (:mod:`mtl_keras.experiments.tracking`). Under several workers every worker runs the same code; only the chief writes into the
 output directory.
 """
@@ -25,6 +27,7 @@ import keras
 from mtl_keras import __version__
 from mtl_keras.distribute.strategy import agree, worker_role
 from mtl_keras.evaluation.report import _clean, atomic_write_text, build_report, write_report
+from mtl_keras.experiments.calibrating import CALIBRATION_FILE, run_calibration, test_ece
 from mtl_keras.experiments.fitting import evaluate, fingerprint, fit
 from mtl_keras.experiments.preparation import Prepared
 from mtl_keras.experiments.tracking import TENSORBOARD_DIR, log_mlflow, tensorboard
@@ -71,7 +74,8 @@ def train_baselines(
     fitted = _fit(prepared, baseline, epochs, directory / "backup", resume=resume, log_dir=logs)
     results = {
         "fingerprint": digest,
-        "test": evaluate(baseline, prepared.dataset, prepared.strategy),
+        "test": evaluate(baseline, prepared.dataset, prepared.strategy)
+        | test_ece(baseline, prepared.dataset, prepared.tasks, prepared.recipe.calibration.bins),
         "history": fitted.history.history,
         "train_seconds": fitted.seconds,
         "params": int(baseline.count_params()),
@@ -116,18 +120,32 @@ def export_dir(recipe: Recipe) -> str:
     return recipe.export.base_dir or os.path.join("saved_models", recipe.name)
 
 
-def export(model: Any, dataset: Any, base_dir: str) -> str:
+def export(
+    model: Any,
+    dataset: Any,
+    base_dir: str,
+    *,
+    calibration: dict[str, Any] | None = None,
+    fusion: Any = None,
+) -> str:
     """A new TF Serving version of ``model`` under ``base_dir``, with 3 test examples as its request and the
-    training feature statistics (raw-feature data sets) in its ``assets.extra``."""
+    training feature statistics (raw-feature data sets) in its ``assets.extra``.
+
+    ``calibration`` (``{task: fitted parameters}``, see :mod:`mtl_keras.experiments.calibrating`) puts the
+    calibration layers inside the signatures; ``fusion`` (the recipe's ``export.fusion``) adds its signature.
+    """
+    from mtl_keras.experiments.calibrating import calibrated_model
     from mtl_keras.export import export_for_serving
+    from mtl_keras.export.serving import Fusion
     from mtl_keras.monitoring import feature_statistics
 
     return str(
         export_for_serving(
-            model,
+            calibrated_model(model, calibration or {}),
             base_dir,
             request_examples=dataset.examples("test", 3),
             feature_statistics=feature_statistics(dataset),
+            fusion=None if fusion is None else Fusion(fusion.name, fusion.formula),
         )
     )
 
@@ -164,6 +182,12 @@ def _run(prepared: Prepared, out: Path, writes: Path, *, resume: bool) -> dict[s
     history = fitted.history.history
     _save_model(prepared.model, writes / MODEL_FILE)
     multi = evaluate(prepared.model, prepared.dataset, prepared.strategy)
+    calibration = run_calibration(prepared.model, prepared.dataset, prepared.tasks, recipe.calibration)
+    for task, values in calibration["tasks"].items():  # test-split ECE next to the task's metrics
+        multi[f"{task}_ece"] = values["test_ece"]
+        if "test_ece_calibrated" in values:
+            multi[f"{task}_ece_calibrated"] = values["test_ece_calibrated"]
+    atomic_write_text(writes / CALIBRATION_FILE, json.dumps(_clean(calibration["fitted"]), indent=2))
     extra: dict[str, Any] = {
         "architecture": recipe.architecture.name,
         "balancer": prepared.model.balancer.describe(),
@@ -187,10 +211,22 @@ def _run(prepared: Prepared, out: Path, writes: Path, *, resume: bool) -> dict[s
         report = multi_task_report(multi, prepared.tasks, **common, **extra)
     # NaN (a task without labels in an epoch) is null: history.json stays valid JSON.
     atomic_write_text(writes / "history.json", json.dumps(_clean(history), indent=2, allow_nan=False))
+    report["calibration"] = {k: v for k, v in calibration.items() if k != "reliability"}
     report["plots"] = _plots(history, prepared.tasks, writes / "plots")
+    from mtl_keras.evaluation.plots import plot_reliability
+
+    reliability = plot_reliability(calibration["reliability"], writes / "plots" / "reliability.png")
+    if reliability is not None:
+        report["plots"].append(str(reliability))
     if recipe.export.enabled:
         base_dir = export_dir(recipe) if writes == out else str(writes / "saved_models")
-        report["export"] = export(prepared.model, prepared.dataset, base_dir)
+        report["export"] = export(
+            prepared.model,
+            prepared.dataset,
+            base_dir,
+            calibration=calibration["fitted"],
+            fusion=recipe.export.fusion,
+        )
     write_report(report, writes)
     if writes == out:
         shutil.rmtree(out / "backup", ignore_errors=True)

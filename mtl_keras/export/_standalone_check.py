@@ -13,6 +13,8 @@ What it checks in ``DIR`` (the model's base directory, as TF Serving sees it):
 * every signature runs on the stored ``request.json`` (TF Serving REST row format);
 * ``serving_default`` reproduces ``response.json`` (max |Δ| ≤ 1e-6) and every ``predict_<task>``
   equals the ``<task>`` output of ``serving_default``;
+* with ``assets.extra/fusion.json``, the fusion signature equals its formula computed here (a separate
+  NumPy evaluator of the same whitelisted expressions) from the ``serving_default`` outputs;
 * ``models.config`` parses with ``tensorflow_serving.config.model_server_config_pb2`` and points at ``DIR``;
 * the signatures are listed the way ``saved_model_cli show --all`` lists them.
 
@@ -23,6 +25,7 @@ in-process by the exporter, so the request and response files are written and re
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -255,6 +258,62 @@ def check_models_config(path: Path, base_dir: Path, versions: list[int]) -> dict
     return report
 
 
+# === Score fusion ===
+
+FUSION_FILE = os.path.join("assets.extra", "fusion.json")
+
+
+def fusion_formula(formula: str, outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """``formula`` (task names, numbers, + - * / **, unary minus, parentheses) on numpy task outputs."""
+
+    def walk(node: ast.AST) -> Any:
+        if isinstance(node, ast.Name):
+            return np.asarray(outputs[node.id], dtype=np.float64)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return float(node.value)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            value = walk(node.operand)
+            return -value if isinstance(node.op, ast.USub) else value
+        if isinstance(node, ast.BinOp):
+            a, b = walk(node.left), walk(node.right)
+            operators = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide}
+            if isinstance(node.op, ast.Pow):
+                return np.power(a, b)
+            if type(node.op) in operators:
+                return operators[type(node.op)](a, b)
+        raise ValueError(f"Unsupported element {ast.dump(node)} in fusion formula {formula!r}.")
+
+    return np.asarray(walk(ast.parse(formula.strip(), mode="eval").body))
+
+
+def check_fusion(
+    version_dir: Path, outputs: dict[str, dict[str, np.ndarray]], errors: list[str]
+) -> dict[str, Any] | None:
+    """The fusion signature against its formula on the ``serving_default`` outputs (None without fusion)."""
+    path = version_dir / FUSION_FILE
+    if not path.is_file():
+        return None
+    description = _read_json(path, errors)
+    if description is None:
+        return {"ok": False}
+    name, formula = description["signature"], description["formula"]
+    if name not in outputs or "serving_default" not in outputs:
+        errors.append(f"Fusion signature {name!r} (or serving_default) did not run on {REQUEST_FILE}.")
+        return {"signature": name, "formula": formula, "ok": False}
+    try:
+        expected = fusion_formula(formula, outputs["serving_default"])
+    except (KeyError, ValueError) as error:
+        errors.append(f"Cannot compute fusion formula {formula!r}: {error}")
+        return {"signature": name, "formula": formula, "ok": False}
+    diff = max_abs_diff(outputs[name], {name: expected})
+    # float32 signature vs float64 recomputation: relative rounding of a few ulps.
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    ok = diff <= TOLERANCE * scale
+    if not ok:
+        errors.append(f"Fusion signature {name!r} differs from {formula!r} by {diff:.3g}.")
+    return {"signature": name, "formula": formula, "max_abs_diff": diff, "ok": ok}
+
+
 # === The whole check ===
 
 
@@ -356,6 +415,9 @@ def check_directory(base_dir: str | os.PathLike[str], version: int | None = None
         if missing:
             errors.append(f"No predict_<task> signature for task(s) {missing}.")
     report["per_task"] = per_task
+    fusion = check_fusion(version_dir, outputs, errors)
+    if fusion is not None:
+        report["fusion"] = fusion
     report["ok"] = not errors
     report["environment"] = _environment()
     return report

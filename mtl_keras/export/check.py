@@ -114,6 +114,12 @@ def format_report(report: dict[str, Any]) -> str:
             f"{name} vs serving_default: "
             + (f"max |Δ| = {result['max_abs_diff']:.3g}" if "max_abs_diff" in result else "FAILED")
         )
+    if "fusion" in report:
+        f = report["fusion"]
+        lines.append(
+            f"{f.get('signature')} vs {f.get('formula')!r} on serving_default: "
+            + (f"max |Δ| = {f['max_abs_diff']:.3g}" if "max_abs_diff" in f else "FAILED")
+        )
     env = report.get("environment", {})
     lines.append(f"checker imported mtl_keras: {env.get('mtl_keras_imported')}")
     if "latency" in report:

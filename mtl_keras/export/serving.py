@@ -20,7 +20,12 @@ Signatures of every version:
 
 * ``serving_default``: ``{task name: output}`` for every task (probabilities for classification heads);
 * ``predict_<task>``: ``{task name: output}`` for that task only, from a Functional sub-model over the same
-  layers, so its graph holds only the shared parts and the one head it needs.
+  layers, so its graph holds only the shared parts and the one head it needs;
+* with a :class:`Fusion`, ``<fusion name>``: ``{fusion name: formula over the task outputs}`` (see
+  :mod:`mtl_keras.export.fusion`), described in ``assets.extra/fusion.json``.
+
+A model calibrated after training (:func:`mtl_keras.experiments.calibrating.calibrated_model`) is exported
+like any other: its calibration layers sit inside every signature.
 
 Inputs are named: the raw features (strings and numbers, one value per example) for models with a
 preprocessing block, the single dense/image tensor otherwise (named after the model input, ``features``
@@ -61,6 +66,15 @@ INPUT_NAMES_FILE = "input_names.json"
 
 
 # === Signatures ===
+
+
+@dataclasses.dataclass(frozen=True)
+class Fusion:
+    """A score-fusion signature: ``name`` (signature and output key) returning ``formula`` over the task
+    outputs (see :mod:`mtl_keras.export.fusion`)."""
+
+    name: str
+    formula: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,8 +161,25 @@ def task_model(model: keras.Model, task: str) -> keras.Model:
     return keras.Model(model._inputs_struct, model._outputs_struct[task], name=f"{model.name}__{task}")
 
 
-def build_archive(model: keras.Model) -> keras.export.ExportArchive:
-    """An ``ExportArchive`` with ``serving_default`` and one ``predict_<task>`` per task."""
+def check_fusion(model: keras.Model, fusion: Fusion | None) -> None:
+    """Refuse a fusion signature whose name clashes or whose formula does not fit the model's tasks."""
+    if fusion is None:
+        return
+    from mtl_keras.export.fusion import check_tasks
+
+    outputs = model._outputs_struct
+    taken = ["serving_default", *(f"predict_{task}" for task in outputs)]
+    if not isinstance(fusion.name, str) or not _NAME.match(fusion.name) or fusion.name in taken:
+        raise ValueError(
+            "Expected the fusion signature name to be a letter followed by letters, digits or '_', other "
+            f"than {taken}. Received: name={fusion.name!r}"
+        )
+    check_tasks(fusion.formula, {task: int(outputs[task].shape[-1]) for task in outputs})
+
+
+def build_archive(model: keras.Model, fusion: Fusion | None = None) -> keras.export.ExportArchive:
+    """An ``ExportArchive`` with ``serving_default``, one ``predict_<task>`` per task and, when given, the
+    fusion signature ``fusion.name`` returning ``{fusion.name: formula}``."""
     outputs = model._outputs_struct
     if not isinstance(outputs, dict):
         raise ValueError(
@@ -170,6 +201,13 @@ def build_archive(model: keras.Model) -> keras.export.ExportArchive:
         sub_model = task_model(model, task)
         archive.track(sub_model)
         archive.add_endpoint(f"predict_{task}", _task_endpoint(model, sub_model, task, specs), signature)
+    if fusion is not None:
+        from mtl_keras.export.fusion import fusion_endpoint
+
+        check_fusion(model, fusion)
+        fuse = fusion_endpoint(model, specs, fusion.name, fusion.formula, _model_inputs)
+        fuse.__name__ = _function_name(fusion.name, specs)
+        archive.add_endpoint(fusion.name, fuse, signature)
     return archive
 
 
@@ -320,10 +358,27 @@ def _serving_response(saved_model_dir: Path, instances: list[Any]) -> dict[str, 
 
 
 def _write_assets_extra(
-    directory: Path, name: str, specs: list[ServingInput], tasks: list[str], instances: list[Any]
+    directory: Path,
+    name: str,
+    specs: list[ServingInput],
+    tasks: list[str],
+    instances: list[Any],
+    fusion: Fusion | None = None,
 ) -> None:
-    """The warm-up requests of every signature (skipped, with a warning, without tensorflow-serving-api)."""
+    """The fusion description and the warm-up requests of every signature (these skipped, with a warning,
+    without tensorflow-serving-api)."""
     from mtl_keras.export import warmup
+    from mtl_keras.export.fusion import FUSION_FILE, formula_tasks
+
+    if fusion is not None:
+        extra = directory / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        description = {
+            "signature": fusion.name,
+            "formula": fusion.formula,
+            "tasks": formula_tasks(fusion.formula),
+        }
+        atomic_write_text(extra / FUSION_FILE, json.dumps(description, indent=2) + "\n")
 
     if not warmup.serving_api_available():
         logger.warning(
@@ -335,6 +390,8 @@ def _write_assets_extra(
     inputs = {s.name: s.spec for s in specs}
     columns = rest.instances_to_inputs(instances, inputs)
     signatures = {"serving_default": inputs} | {f"predict_{task}": inputs for task in tasks}
+    if fusion is not None:
+        signatures[fusion.name] = inputs
     warmup.write_warmup(directory, warmup.prediction_logs(name, signatures, columns))
 
 
@@ -349,6 +406,7 @@ def export_for_serving(
     request_examples: Any = None,
     model_name: str | None = None,
     feature_statistics: dict[str, Any] | None = None,
+    fusion: Fusion | None = None,
 ) -> Path:
     """Write ``model`` as version ``version`` of a TF Serving model in ``base_dir``; return the version dir.
 
@@ -364,6 +422,8 @@ def export_for_serving(
         feature_statistics: the training feature statistics
             (:func:`mtl_keras.monitoring.feature_statistics.feature_statistics`), written to the version's
             ``assets.extra/feature_statistics.json``; None writes none.
+        fusion: an extra score-fusion signature (:class:`Fusion`), described in the version's
+            ``assets.extra/fusion.json`` for ``export --check``; None adds none.
 
     The SavedModel and its ``assets.extra`` files (the warm-up requests, the feature statistics) are
     written to a temporary directory inside ``base_dir``, loaded back and run on the request (giving
@@ -389,10 +449,13 @@ def export_for_serving(
             )
     target = base / str(version)
     instances = request_instances(model, request_examples)
-    archive = build_archive(model)
+    check_fusion(model, fusion)
+    archive = build_archive(model, fusion)
     with _temporary_dir(base) as temporary:
         archive.write_out(str(temporary), verbose=False)
-        _write_assets_extra(temporary, name, serving_inputs(model), list(model._outputs_struct), instances)
+        _write_assets_extra(
+            temporary, name, serving_inputs(model), list(model._outputs_struct), instances, fusion
+        )
         if feature_statistics is not None:
             from mtl_keras.monitoring.feature_statistics import write_feature_statistics
 

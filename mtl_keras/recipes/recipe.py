@@ -25,6 +25,7 @@ from mtl_keras.recipes.errors import RecipeError, translate
 from mtl_keras.recipes.sections import (
     BackboneSpec,
     BaselinesSpec,
+    CalibrationSpec,
     DistributeSpec,
     ExportSpec,
     FreezeSpec,
@@ -54,6 +55,7 @@ class Recipe(Section):
     baselines: BaselinesSpec = BaselinesSpec()
     distribute: DistributeSpec = DistributeSpec()
     mixed_precision: Literal["mixed_float16", "mixed_bfloat16"] | None = None
+    calibration: CalibrationSpec = CalibrationSpec()
     export: ExportSpec = ExportSpec()
     tracking: TrackingSpec = TrackingSpec()
 

@@ -1,5 +1,5 @@
 """The fixed sections of a recipe: tasks, training (optimizer, schedule, early stopping), baselines,
-distribution, export, tracking, and the backbone and its freezing. Each is a frozen pydantic model; an omitted or empty section takes its defaults."""
+distribution, calibration, export, tracking, and the backbone and its freezing. Each is a frozen pydantic model; an omitted or empty section takes its defaults."""
 
 from __future__ import annotations
 
@@ -113,9 +113,40 @@ class DistributeSpec(Section):
         return self
 
 
+class FusionSpec(Section):
+    """An extra serving signature ``name`` returning ``formula`` over the task outputs."""
+
+    name: str = Field(default="fused_score", description="the signature name and its output key")
+    formula: str = Field(min_length=1, description="e.g. ctr * cvr ** 0.5 (task names, numbers, + - * / **)")
+
+    @field_validator("formula")
+    @classmethod
+    def _safe(cls, value: str) -> str:
+        from mtl_keras.export.fusion import parse_formula
+
+        try:
+            parse_formula(value)
+        except ValueError as error:
+            raise RecipeError("", str(error)) from None
+        return value
+
+
 class ExportSpec(Section):
     enabled: bool = True
     base_dir: str | None = Field(default=None, description="default: saved_models/<recipe name>")
+    fusion: FusionSpec | None = Field(default=None, description="a score-fusion signature {name, formula}")
+
+
+class CalibrationSpec(Section):
+    """Post-hoc calibration fitted on the validation split and applied inside the exported signatures."""
+
+    method: Literal["none", "temperature", "isotonic"] = Field(
+        default="none", description="isotonic: binary tasks only"
+    )
+    tasks: list[str] | None = Field(
+        default=None, min_length=1, description="tasks to calibrate (default: every classification task)"
+    )
+    bins: PositiveInt = Field(default=15, description="equal-width bins of the expected calibration error")
 
 
 class BackboneSpec(Section):
@@ -154,10 +185,12 @@ class TrackingSpec(Section):
 __all__ = [
     "BackboneSpec",
     "BaselinesSpec",
+    "CalibrationSpec",
     "DistributeSpec",
     "EarlyStoppingSpec",
     "ExportSpec",
     "FreezeSpec",
+    "FusionSpec",
     "MlflowSpec",
     "OptimizerSpec",
     "ScheduleSpec",
