@@ -3,6 +3,7 @@
 from mtl_keras.builders.backbones import Backbone, keras_application
 from mtl_keras.builders.catalog import ARCHITECTURES, get_builder, names
 from mtl_keras.builders.cross_stitch import cross_stitch
+from mtl_keras.builders.escm2 import escm2, escm2_labels
 from mtl_keras.builders.esmm import esmm, esmm_labels
 from mtl_keras.builders.hard_sharing import hard_sharing
 from mtl_keras.builders.inputs import RawFeatures
@@ -19,6 +20,8 @@ __all__ = [
     "RawFeatures",
     "cgc",
     "cross_stitch",
+    "escm2",
+    "escm2_labels",
     "esmm",
     "esmm_labels",
     "get_builder",

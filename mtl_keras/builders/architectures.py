@@ -13,6 +13,8 @@ from typing import Any
 from mtl_keras._registry import suggest
 from mtl_keras.builders.cross_stitch import cross_stitch
 from mtl_keras.builders.cross_stitch import graph as cross_stitch_graph
+from mtl_keras.builders.escm2 import escm2
+from mtl_keras.builders.escm2 import graph as escm2_graph
 from mtl_keras.builders.esmm import esmm
 from mtl_keras.builders.esmm import graph as esmm_graph
 from mtl_keras.builders.hard_sharing import graph as hard_sharing_graph
@@ -43,6 +45,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "cgc": Architecture(cgc, ple_graph, {"num_levels": 1}),
     "ple": Architecture(ple, ple_graph),
     "esmm": Architecture(esmm, esmm_graph),
+    "escm2": Architecture(escm2, escm2_graph),
     "soft_sharing": Architecture(soft_sharing, soft_sharing_graph),
     "shared_private": Architecture(shared_private, shared_private_graph),
     "cross_stitch": Architecture(cross_stitch, cross_stitch_graph),

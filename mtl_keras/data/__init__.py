@@ -19,6 +19,7 @@ from typing import Any
 from mtl_keras._registry import suggest
 from mtl_keras.data.base import FEATURE_KINDS, MultiTaskDataset, Split, split_validation
 from mtl_keras.data.census import ChecksumError, download_census, load_census
+from mtl_keras.data.click_conversion import ClickConversionDataset, click_conversion
 from mtl_keras.data.digits import multidigits, multimnist
 from mtl_keras.data.mixture import MixedDataset, per_task
 from mtl_keras.data.sampling import TemperatureSampler, temperature_probabilities
@@ -31,6 +32,7 @@ from mtl_keras.data.tfds_loader import load_tfds
 #: Data set name -> loader (keyword arguments of the loader are the recipe's data options).
 DATASETS: dict[str, Callable[..., MultiTaskDataset | StreamedDataset | MixedDataset]] = {
     "census": load_census,
+    "click_conversion": click_conversion,
     "synthetic_mmoe": synthetic_mmoe,
     "sincos": sincos,
     "gradnorm_toy": gradnorm_toy,
@@ -64,6 +66,7 @@ __all__ = [
     "AnyDataset",
     "CensusConfig",
     "ChecksumError",
+    "ClickConversionDataset",
     "MixedDataset",
     "MtlCensus",
     "MtlSyntheticMmoe",
@@ -72,6 +75,7 @@ __all__ = [
     "StreamedDataset",
     "SyntheticMmoeConfig",
     "TemperatureSampler",
+    "click_conversion",
     "download_census",
     "from_csv",
     "from_dataframe",

@@ -17,6 +17,7 @@ SMALL_DATA = {
     "sincos": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
     "gradnorm_toy": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
     "multidigits": ["data.n_train=256", "data.n_validation=64", "data.n_test=64"],
+    "click_conversion": ["data.n=512", "data.n_validation=64", "data.n_test=64", "data.num_users=500"],
 }
 
 
@@ -43,7 +44,10 @@ def test_the_zoo_has_the_recipes_the_issue_asks_for():
 def test_recipe_trains_and_reports(recipe, tmp_path, capsys):
     import yaml
 
-    data_name = yaml.safe_load(recipe.read_text())["data"]["name"]
+    spec = yaml.safe_load(recipe.read_text())
+    data_name = spec["data"]["name"]
+    # ESMM-like architectures have no single-task baselines (their heads need each other).
+    baselines = spec.get("baselines", {}).get("enabled", True)
     out = tmp_path / "run"
     overrides = [
         "training.epochs=2",
@@ -59,14 +63,16 @@ def test_recipe_trains_and_reports(recipe, tmp_path, capsys):
     assert "Δm" in printed
     report = json.loads((out / "report.json").read_text())
     assert report["recipe"] == recipe.stem
-    assert isinstance(report["delta_m"], float) and math.isfinite(report["delta_m"])
     assert report["train_seconds"] > 0 and report["params"] > 0
-    for entry in report["tasks"].values():
-        assert entry["multi_task"] and entry["single_task"]
-        assert set(entry["multi_task"]) == set(entry["single_task"])
     assert (out / "report.md").read_text().count("|") > 10
     assert (out / "plots" / "validation_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "model.keras").exists() and (out / "single_task" / "results.json").exists()
+    assert (out / "model.keras").exists()
+    if baselines:
+        assert isinstance(report["delta_m"], float) and math.isfinite(report["delta_m"])
+        for entry in report["tasks"].values():
+            assert entry["multi_task"] and entry["single_task"]
+            assert set(entry["multi_task"]) == set(entry["single_task"])
+        assert (out / "single_task" / "results.json").exists()
     assert (tmp_path / "saved_models" / "1" / "saved_model.pb").exists()
     # The README's main job, and a keras.applications backbone: their exports pass --check.
     if recipe.stem in ("census_mmoe", "multidigits_mobilenet"):

@@ -11,6 +11,7 @@ import tensorflow as tf
 from helpers import toy_data, toy_tasks
 
 from mtl_keras import builders
+from mtl_keras.builders.escm2 import escm2_labels
 from mtl_keras.builders.esmm import esmm_labels
 from mtl_keras.distribute import make_strategy
 
@@ -24,6 +25,7 @@ SMALL = {
     "cgc": {"num_shared_experts": 1, "num_task_experts": 1, "expert_units": (8,), "tower_units": (4,)},
     "ple": {"num_levels": 2, "num_shared_experts": 1, "num_task_experts": 1, "expert_units": (8,)},
     "esmm": {"shared_units": (16,), "tower_units": (8,)},
+    "escm2": {"variant": "dr", "shared_units": (16,), "tower_units": (8,), "imputation_units": (4,)},
     "soft_sharing": {"units": (8,), "tower_units": (4,)},
     "shared_private": {"shared_units": (8,), "private_units": (4,), "tower_units": (4,)},
     "cross_stitch": {"blocks": (8, 8), "tower_units": (4,)},
@@ -34,17 +36,19 @@ SMALL = {
 
 def _data(name):
     x, y = toy_data(n=STEPS * BATCH, seed=2)
-    if name == "esmm":
+    if name in ("esmm", "escm2"):
         click = y["a"]
         conversion = ((x[:, 4] > 0) & (click == 1)).astype("float32")
-        return x, esmm_labels(click, conversion)
+        return x, esmm_labels(click, conversion) if name == "esmm" else escm2_labels(
+            click, conversion, variant="dr"
+        )
     y["b"][::3] = np.nan
     y["c"][: BATCH // 2] = np.nan
     return x, y
 
 
 def _train(strategy, name, x, y):
-    tasks = ["ctr", "ctcvr"] if name == "esmm" else toy_tasks()
+    tasks = ["ctr", "ctcvr"] if name in ("esmm", "escm2") else toy_tasks()
     with strategy.scope():
         keras.utils.set_random_seed(0)
         model = builders.get_builder(name)(tasks, x.shape[1], **SMALL[name])

@@ -16,7 +16,7 @@ from mtl_keras.export import _standalone_check, export_for_serving, serving
 from mtl_keras.export.check import compare_with_model
 
 # Tasks for builders that need particular ones; every other builder gets helpers.toy_tasks().
-SPECIAL_TASKS = {"esmm": ["ctr", "ctcvr"]}
+SPECIAL_TASKS = {"esmm": ["ctr", "ctcvr"], "escm2": ["ctr", "ctcvr"]}
 CASES = [*builders.names(), "hard_sharing_image"]
 
 
