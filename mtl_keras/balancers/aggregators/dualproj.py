@@ -18,7 +18,8 @@ class DualProj(DualConeAggregator):
 
     Convention: ``eps=0`` (default) gives the exact projection; TorchJD's ``eps = 1e-4`` added to the
     Frobenius-normalised Gram matrix gives ``[0.5563, 1.1109, 1.1109]`` instead of the exact
-    ``[0.5556, 1.1111, 1.1111]`` for ``J = [[-4, 1, 1], [6, 1, 1]]``. A zero row (absent task) adds no
+    ``[0.5556, 1.1111, 1.1111]`` for ``J = [[-4, 1, 1], [6, 1, 1]]``; TorchJD normalises by the trace of G,
+    so ``eps = ε_TorchJD · tr(G) / ‖G‖_F`` matches it exactly (see UPGrad). A zero row (absent task) adds no
     constraint and still counts in the 1/T of the mean.
 
     Args:

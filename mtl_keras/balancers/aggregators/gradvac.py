@@ -33,8 +33,8 @@ class GradVac(Aggregator):
         g_i ← g_i + ‖g_i‖ (φ̂_ij √(1 − φ_ij²) − φ_ij √(1 − φ̂_ij²)) / (‖g_j‖ √(1 − φ̂_ij²)) · g_j,
 
     which sets their cosine to ``φ̂_ij``; then ``φ̂_ij ← (1 − β) φ̂_ij + β φ_ij`` (Algorithm 1 of the paper:
-    the EMA is updated for every visited pair; LibMTL updates it only when the condition holds, so its
-    targets can only decrease). The update is the sum of the modified gradients. With all targets at 0
+    the EMA is updated for every visited pair; LibMTL before its commit d2d84fa of 2024-02-15 updated it
+    only when the condition held, so its targets could only decrease, and that commit changed it). The update is the sum of the modified gradients. With all targets at 0
     (the first call) this is PCGrad.
 
     A pair involving a zero row (absent task) is skipped: no change and no target update. Targets with

@@ -16,9 +16,14 @@ class IMTL(Aggregator):
     Finds weights ``α`` with ``Σ_i α_i = 1`` such that ``d = Σ_i α_i g_i`` has the same projection onto
     every unit gradient ``u_i = g_i / ‖g_i‖``. The paper's closed form ``α_{2:T} = g_1 Uᵀ (D Uᵀ)⁻¹`` (D, U
     the differences of the gradients and of the unit gradients to the first task) is the same as the
-    bordered system ``G α = c·n, 1ᵀα = 1`` (n the gradient norms) solved here on the (T, T) Gram matrix,
-    with a pseudo-inverse so that collinear or rank-deficient gradients give a finite least-squares
-    answer. Only IMTL-G is implemented; the loss-scale part (IMTL-L) is a loss weighting.
+    bordered system ``G α = c·n, 1ᵀα = 1`` (n the gradient norms) solved here on the (T, T) Gram matrix
+    with a pseudo-inverse. Only IMTL-G is implemented; the loss-scale part (IMTL-L) is a loss weighting.
+
+    Edge case: when the present tasks' gradients are linearly dependent (rank(J) < T, e.g. more tasks
+    than shared parameters, or two parallel gradients), the exact solution of that system is ``c = 0``
+    with ``G α = 0``, so the update is the ZERO step (the only direction with equal projections onto
+    every unit gradient is 0 there). This is what the paper's definition gives, not a failure of the
+    solver; use another aggregator when J is rank-deficient.
 
     Tasks with a zero gradient (absent from the batch) get weight 0 and are left out of the equal-
     projection conditions; the weights of the others sum to 1. All-zero J gives a zero update.

@@ -23,7 +23,9 @@ class Sum(Aggregator):
 
     def _aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
         num_tasks = int(jacobian.shape[0])
-        return tf.reduce_sum(jacobian, axis=0) * tf.cast(self.row_weight(num_tasks), jacobian.dtype)
+        # tf.constant in the Jacobian's dtype: tf.cast of a Python float would round it through float32
+        # first (1/3 off by 1e-8 in float64).
+        return tf.reduce_sum(jacobian, axis=0) * tf.constant(self.row_weight(num_tasks), jacobian.dtype)
 
     def combination_weights(self) -> tf.Tensor:
         if self.num_tasks is None:

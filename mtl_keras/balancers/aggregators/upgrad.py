@@ -33,7 +33,8 @@ def dual_cone_weights(g: tf.Tensor, lower: tf.Tensor, eps: float) -> tf.Tensor:
 
     The projection of ``Jᵀ u`` is ``Jᵀ w`` with ``w = argmin_{w ≥ u} ½ wᵀ G w`` (the Lagrangian dual of
     ``min ‖x − Jᵀu‖² s.t. J x ≥ 0``), a non-negative QP in ``w − u``. ``G`` is used normalised by its
-    Frobenius norm; ``eps > 0`` adds ``eps · I`` to it, as TorchJD does. Absent tasks (zero rows) keep
+    Frobenius norm; ``eps > 0`` adds ``eps · I`` to it (TorchJD normalises by the trace instead: its
+    ``ε`` is ours times ``‖G‖_F / tr(G)``). Absent tasks (zero rows) keep
     their lower bound (they constrain nothing).
 
     Args:
@@ -67,8 +68,11 @@ class UPGrad(DualConeAggregator):
 
     Convention: with the default ``eps=0`` the projections are exact. TorchJD adds ``eps = 1e-4`` times the
     identity to the normalised Gram matrix for numerical safety, which moves the result slightly (e.g.
-    ``[0.2929, 1.9004, 1.9004]`` instead of ``[0.2924, 1.9006, 1.9006]`` for ``J = [[-4, 1, 1], [6, 1, 1]]``);
-    ``eps=1e-4`` reproduces it. A zero row (absent task) projects to zero and adds no constraint; it still
+    ``[0.2929, 1.9004, 1.9004]`` instead of ``[0.2924, 1.9006, 1.9006]`` for ``J = [[-4, 1, 1], [6, 1, 1]]``).
+    TorchJD normalises G by its trace, we by its Frobenius norm; the projections do not change when the
+    matrix is scaled, so TorchJD's ``ε`` equals ours times ``‖G‖_F / tr(G)``, i.e. ``eps = ε · tr(G) / ‖G‖_F``
+    reproduces it exactly (a factor between 1 and √rank(G); 1.07 for this J, where ``eps=1e-4`` already
+    agrees to four decimals). A zero row (absent task) projects to zero and adds no constraint; it still
     counts in the 1/T, as in the mean.
 
     Args:

@@ -371,3 +371,106 @@ def test_many_tasks(num_tasks: int) -> None:
     np.testing.assert_allclose(
         aggregate(NashMTL(max_norm=None), jacobian), nash_bargaining(jacobian), atol=1e-3
     )
+
+
+# === Edges (docs/methods.md, "Gradient aggregators") ===
+
+
+def test_mean_is_exact_in_float64() -> None:
+    """1/T is formed in the Jacobian's dtype, not rounded through float32."""
+    from mtl_keras.balancers.aggregators import Mean
+
+    jacobian = random_jacobian(3, 21)
+    np.testing.assert_allclose(aggregate(Mean(), jacobian), jacobian.mean(axis=0), rtol=1e-15, atol=1e-15)
+
+
+def test_imtl_rank_deficient_is_a_zero_step() -> None:
+    """Three tasks in a 2-D parameter space: the only equal-projection direction is 0."""
+    jacobian = np.array([[1.0, 0.2], [-0.3, 1.0], [0.5, 0.5]])
+    assert np.linalg.matrix_rank(jacobian) < len(jacobian)
+    np.testing.assert_allclose(aggregate(IMTL(), jacobian), np.zeros(2), atol=1e-8)
+
+
+def dual_cone_trace_normalised(jacobian: np.ndarray, lower: np.ndarray, eps: float) -> np.ndarray:
+    """TorchJD's convention: w = argmin_{w ≥ lower} ½ wᵀ (G / tr(G) + ε I) w, returned as Jᵀ w."""
+    gram = jacobian @ jacobian.T
+    h = gram / np.trace(gram) + eps * np.eye(len(gram))
+    w = slsqp(
+        lambda w: 0.5 * w @ h @ w,
+        lower + 1.0,
+        [],
+        jac=lambda w: h @ w,
+        bounds=[(lo, None) for lo in lower],
+    )
+    return w @ jacobian
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3, 5])
+def test_dual_cone_eps_conversion_to_trace_normalisation(num_tasks: int) -> None:
+    """eps = ε · tr(G) / ‖G‖_F reproduces the trace-normalised regulariser ε (TorchJD's)."""
+    jacobian = random_jacobian(num_tasks, 30 + num_tasks)
+    jacobian[1] = 0.5 * jacobian[1] - jacobian[0]  # a conflict, so that ε matters
+    gram = jacobian @ jacobian.T
+    epsilon = 0.05  # large, so that the two conventions differ visibly
+    ours = epsilon * np.trace(gram) / np.linalg.norm(gram)
+    expected = np.mean(
+        [dual_cone_trace_normalised(jacobian, row, epsilon) for row in np.eye(num_tasks)], axis=0
+    )
+    np.testing.assert_allclose(aggregate(UPGrad(eps=ours), jacobian), expected, atol=1e-6)
+    assert not np.allclose(aggregate(UPGrad(eps=epsilon), jacobian), expected, atol=1e-4)
+    mean = np.full(num_tasks, 1.0 / num_tasks)
+    np.testing.assert_allclose(
+        aggregate(DualProj(eps=ours), jacobian),
+        dual_cone_trace_normalised(jacobian, mean, epsilon),
+        atol=1e-6,
+    )
+
+
+# === Hard Jacobians (issue 15): the optimum's objective, computed here with SciPy, to 1e-4 relative ===
+
+_BASE = np.array([[1.0, 2.0, 0.0, 1.0], [0.5, -1.0, 2.0, 0.0], [-1.0, 0.3, 0.4, 2.0]])
+HARD = {
+    "opposite rows": np.array([_BASE[0], -_BASE[0], _BASE[1]]),
+    "duplicated row": np.array([_BASE[0], _BASE[0], _BASE[1]]),
+    "rank < T, 0 outside the hull": np.array([_BASE[0], _BASE[1], _BASE[0] + _BASE[1]]),
+    "rank < T, 0 inside the hull": np.array([_BASE[0], _BASE[1], -(_BASE[0] + _BASE[1])]),
+}
+
+
+def _scale(jacobian: np.ndarray) -> float:
+    return float(np.max(np.sum(jacobian**2, axis=1)))
+
+
+@pytest.mark.parametrize("name", list(HARD))
+def test_hard_mgda(name: str) -> None:
+    jacobian = HARD[name]
+    expected = np.sum(min_norm_in_hull(jacobian) ** 2)
+    assert abs(np.sum(aggregate(MGDA(), jacobian) ** 2) - expected) <= 1e-4 * _scale(jacobian)
+
+
+@pytest.mark.parametrize("name", list(HARD))
+def test_hard_dual_cone(name: str) -> None:
+    jacobian = HARD[name]
+    scale = _scale(jacobian)
+    mean = jacobian.mean(axis=0)
+    result = aggregate(DualProj(), jacobian)
+    assert np.all(jacobian @ result >= -1e-6 * scale)
+    expected = np.sum((project_onto_dual_cone(jacobian, mean) - mean) ** 2)
+    assert abs(np.sum((result - mean) ** 2) - expected) <= 1e-4 * scale
+    expected_up = np.mean([project_onto_dual_cone(jacobian, g) for g in jacobian], axis=0)
+    np.testing.assert_allclose(aggregate(UPGrad(), jacobian), expected_up, atol=1e-4 * np.sqrt(scale))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15 part 2: CAGrad's interior point is not exact on these J")
+def test_hard_cagrad() -> None:
+    """The worst improvement min_i g_iᵀ d of CAGrad's d equals the primal optimum, d in the ball."""
+    failures = []
+    for name, jacobian in HARD.items():
+        scale = _scale(jacobian)
+        g0 = jacobian.mean(axis=0)
+        expected = np.min(jacobian @ cagrad_primal(jacobian, 0.5))
+        result = aggregate(CAGrad(c=0.5, rescale=0), jacobian)
+        inside = np.linalg.norm(result - g0) <= 0.5 * np.linalg.norm(g0) * (1 + 1e-6) + 1e-9
+        if not (inside and abs(np.min(jacobian @ result) - expected) <= 1e-4 * scale):
+            failures.append(name)
+    assert not failures, failures
