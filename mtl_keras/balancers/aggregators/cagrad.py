@@ -6,13 +6,20 @@ from typing import Any, Literal
 
 import tensorflow as tf
 
-from mtl_keras.balancers.aggregators._common import active_rows, compiled, normalize, small_matvec
-from mtl_keras.balancers.aggregators._interior_point import minimize
+from mtl_keras.balancers.aggregators._common import active_rows, compiled, decouple, normalize, small_matvec
+from mtl_keras.balancers.aggregators._interior_point import minimize, nonnegative_qp
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator
 from mtl_keras.option_types import NonNegativeFloat
 
 #: Added to ‖g_w‖² inside the square root, so the dual objective stays smooth when 0 is in the hull.
 _SMOOTHING = 1e-14
+#: The dual answer is accepted when its worst improvement is within this (of the largest ‖g_i‖²) of the
+#: dual bound; otherwise the primal is solved by bisection on the worst improvement τ.
+_GAP = 1e-9
+#: Bisection: rounds, and values of τ tried at once (as one batch of QPs) per round; the bracket shrinks
+#: by a factor of (_POINTS + 1) per round.
+_ROUNDS = 5
+_POINTS = 16
 
 
 @compiled
@@ -43,8 +50,74 @@ def cagrad_weights(g: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
 
     w = minimize(objective, mean[None], simplex=True)[0]
     w = tf.where(active, w, tf.zeros_like(w))
-    norm = tf.sqrt(tf.reduce_sum(w * small_matvec(h, w)) + _SMOOTHING)
-    return mean + radius / norm * w
+    w = w / tf.maximum(tf.reduce_sum(w), 1e-300)
+    hw = small_matvec(h, w)
+    norm = tf.sqrt(tf.reduce_sum(w * hw) + _SMOOTHING)
+    alpha = mean + radius / norm * w
+    # Weak duality: the dual objective at any simplex point bounds the worst improvement from above; the
+    # dual's d attains it unless g_w vanishes at the optimum (0 in the hull), where its direction is arbitrary.
+    upper = tf.reduce_sum(w * h_mean) + radius * tf.sqrt(tf.maximum(tf.reduce_sum(w * hw), 0.0))
+    lower = _worst(h, alpha, active)
+    return tf.cond(
+        upper - lower <= _GAP,
+        lambda: alpha,
+        lambda: _primal_by_bisection(h, mean, h_mean, radius, active, lower, upper, alpha),
+    )
+
+
+def _worst(h: tf.Tensor, alpha: tf.Tensor, active: tf.Tensor) -> tf.Tensor:
+    """min over the active rows of (h α)_i, the worst improvement of d = Jᵀα, for α (..., T)."""
+    improvement = small_matvec(h, alpha)
+    return tf.reduce_min(
+        tf.where(active, improvement, tf.fill(tf.shape(improvement), tf.constant(1e300, tf.float64))), axis=-1
+    )
+
+
+def _primal_by_bisection(
+    h: tf.Tensor,
+    mean: tf.Tensor,
+    h_mean: tf.Tensor,
+    radius: tf.Tensor,
+    active: tf.Tensor,
+    lower: tf.Tensor,
+    upper: tf.Tensor,
+    fallback: tf.Tensor,
+) -> tf.Tensor:
+    """Row weights of the primal optimum: the largest τ whose set {d : J d ≥ τ} comes within the radius of g0.
+
+    The projection of g0 onto {d : J_a d ≥ τ 1} (active rows) is ``g0 + J_aᵀ u`` with
+    ``u = argmin_{u ≥ 0} ½ uᵀ H u + uᵀ (H m − τ 1)``, at distance √(uᵀ H u), non-decreasing in τ; so the
+    feasible τ form an interval [.., τ*] and τ* is bracketed between the dual answer's worst improvement
+    (feasible) and the dual bound. Each round solves the QP for _POINTS values of τ as one batch and keeps
+    the bracket around the last feasible one. The result is always inside the ball; its worst improvement
+    is at least the final lower end of the bracket.
+    """
+    mask = tf.cast(active, tf.float64)
+    hd = decouple(h, active)
+    limit = radius**2 * (1.0 + 1e-9) + 1e-18
+    fractions = tf.range(1, _POINTS + 1, dtype=tf.float64) / (_POINTS + 1.0)
+
+    def projection(taus: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        # The decoupled variable of an absent task gets a positive linear cost, so it stays exactly 0.
+        q = (h_mean[None] - taus[:, None]) * mask[None] + (1.0 - mask)[None]
+        u = nonnegative_qp(hd, q) * mask[None]
+        return u, tf.reduce_sum(u * small_matvec(h, u), axis=-1)
+
+    def one_round(i: tf.Tensor, low: tf.Tensor, high: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        taus = low + (high - low) * fractions
+        u, distance2 = projection(taus)
+        # Beyond the best τ of all (no d meets J d ≥ τ, e.g. opposite rows and τ > 0) the QP is unbounded:
+        # its iterate is checked against the constraints, not only the distance.
+        reached = _worst(h, mean[None] + u, active) >= taus - 1e-9
+        feasible = tf.reduce_sum(tf.cast((distance2 <= limit) & reached, tf.int32))  # a prefix in τ
+        bounds = tf.concat([low[None], taus, high[None]], axis=0)
+        return i + 1, bounds[feasible], bounds[feasible + 1]
+
+    _, low, _ = tf.while_loop(lambda i, low, high: i < _ROUNDS, one_round, (tf.constant(0), lower, upper))
+    u, distance2 = projection(low[None])
+    alpha = mean + u[0]
+    better = (distance2[0] <= limit) & (_worst(h, alpha, active) >= lower)
+    return tf.where(better, alpha, fallback)
 
 
 @AGGREGATORS.register("cagrad")
@@ -56,7 +129,10 @@ class CAGrad(Aggregator):
     mean gradient ``g0 = (1/T) Σ_i g_i``. Through its dual, ``d = g0 + (√φ / ‖g_w‖) g_w`` with
     ``φ = c²‖g0‖²``, ``g_w = Σ_i w_i g_i`` and ``w = argmin_{w ∈ simplex} g_wᵀ g0 + √φ ‖g_w‖``. The paper's
     code solves the dual with SLSQP; here it is solved to ~1e-10 by an interior-point method on the
-    (T, T) Gram matrix.
+    (T, T) Gram matrix. When 0 lies in the hull of the rows at the optimum (e.g. two exactly opposite
+    gradients), g_w → 0 and the formula's direction is arbitrary; the step checks the dual answer against
+    the dual bound and, when they differ, solves the primal by bisection on the worst improvement (batched
+    projections of g0 onto {d : J d ≥ τ}), which always stays inside the ball.
 
     Convention: ``rescale=1`` (default, as in the official code and LibMTL) divides d by ``1 + c²``;
     ``rescale=0`` returns d as in the paper's equations. For ``J = [[-4, 1, 1], [6, 1, 1]]``, c = 0.5:
