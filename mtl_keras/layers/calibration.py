@@ -32,6 +32,8 @@ class TemperatureScaling(keras.layers.Layer):
     """
 
     def __init__(self, temperature: float = 1.0, multiclass: bool = False, **kwargs: Any) -> None:
+        # Probabilities stay float32 under a mixed policy, as the heads do.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if (
             isinstance(temperature, bool)
@@ -44,12 +46,13 @@ class TemperatureScaling(keras.layers.Layer):
             )
         self.temperature = float(temperature)
         self.multiclass = bool(multiclass)
+        self._build_at_init()  # stateless: built once made, as Keras's own stateless layers are
 
     def call(self, probabilities: Any) -> Any:
         p = ops.clip(ops.cast(probabilities, "float32"), _EPSILON, 1.0 - _EPSILON)
         if self.multiclass:
-            return ops.softmax(ops.log(p) / self.temperature, axis=-1)
-        return ops.sigmoid((ops.log(p) - ops.log(1.0 - p)) / self.temperature)
+            return ops.cast(ops.softmax(ops.log(p) / self.temperature, axis=-1), self.compute_dtype)
+        return ops.cast(ops.sigmoid((ops.log(p) - ops.log(1.0 - p)) / self.temperature), self.compute_dtype)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
@@ -70,6 +73,8 @@ class IsotonicCalibration(keras.layers.Layer):
     def __init__(
         self, x: Sequence[float] = (0.0, 1.0), y: Sequence[float] = (0.0, 1.0), **kwargs: Any
     ) -> None:
+        # Probabilities stay float32 under a mixed policy, as the heads do.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         xs, ys = [float(v) for v in x], [float(v) for v in y]
         if not xs or len(xs) != len(ys):
@@ -81,11 +86,12 @@ class IsotonicCalibration(keras.layers.Layer):
         if any(b < a for a, b in itertools.pairwise(ys)) or not all(0.0 <= v <= 1.0 for v in ys):
             raise ValueError(f"Expected `y` to be non-decreasing values in [0, 1]. Received: y={ys}")
         self.x, self.y = xs, ys
+        self._build_at_init()  # stateless: built once made, as Keras's own stateless layers are
 
     def call(self, probabilities: Any) -> Any:
         p = ops.cast(probabilities, "float32")
         if len(self.x) == 1:
-            return ops.full_like(p, self.y[0])
+            return ops.cast(ops.full_like(p, self.y[0]), self.compute_dtype)
         x = ops.convert_to_tensor(self.x, dtype="float32")
         y = ops.convert_to_tensor(self.y, dtype="float32")
         flat = ops.reshape(p, (-1,))
@@ -93,7 +99,7 @@ class IsotonicCalibration(keras.layers.Layer):
         x0, x1 = ops.take(x, upper - 1), ops.take(x, upper)
         y0, y1 = ops.take(y, upper - 1), ops.take(y, upper)
         t = ops.clip((flat - x0) / (x1 - x0), 0.0, 1.0)
-        return ops.reshape(y0 + t * (y1 - y0), ops.shape(p))
+        return ops.cast(ops.reshape(y0 + t * (y1 - y0), ops.shape(p)), self.compute_dtype)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape

@@ -31,6 +31,7 @@ import tensorflow as tf
 from keras.src import testing as keras_testing
 from keras.src.backend.common import global_state
 
+from mtl_keras.layers.calibration import IsotonicCalibration, TemperatureScaling
 from mtl_keras.layers.cross_stitch import CrossStitch
 from mtl_keras.layers.imputation import ImputeMissing
 from mtl_keras.layers.mixture_of_experts import ConcatExperts, Experts, Gate, GatedMixture
@@ -225,6 +226,31 @@ CASES = [
     Case("split_tokens", SplitTokens, {"separator": ";"}),
     # The balancer's variable container is never called (no graph position): config and serialization only.
     Case("balancer_state", BalancerState, {}),
+    # Post-hoc calibration: fitted values are constructor arguments, no weights.
+    Case(
+        "temperature_binary",
+        TemperatureScaling,
+        {"temperature": 2.0},
+        (4, 1),
+        (4, 1),
+        built_after_instantiation=True,
+    ),
+    Case(
+        "temperature_multiclass",
+        TemperatureScaling,
+        {"temperature": 0.5, "multiclass": True},
+        (4, 3),
+        (4, 3),
+        built_after_instantiation=True,
+    ),
+    Case(
+        "isotonic",
+        IsotonicCalibration,
+        {"x": [0.1, 0.5, 0.9], "y": [0.0, 0.4, 1.0]},
+        (4, 1),
+        (4, 1),
+        built_after_instantiation=True,
+    ),
 ]
 
 
