@@ -44,7 +44,7 @@ import logging
 import os
 import urllib.request
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -255,14 +255,14 @@ class _Encoded:
             ) from None
         return np.array(values, dtype=str)
 
-    def split(self, task_pair: TaskPair, rows: np.ndarray | None = None) -> Split:
-        """The rows ``rows`` (all when None) as a `Split` of ``task_pair``."""
-        tasks, removed = _task_pair(task_pair)
+    def split(self, task_pair: TaskPair, features: Iterable[str], rows: np.ndarray | None = None) -> Split:
+        """The rows ``rows`` (all when None) as a `Split` of ``task_pair`` with the inputs ``features``."""
+        tasks, _ = _task_pair(task_pair)
 
         def gather(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
             return values[codes if rows is None else codes[rows]]
 
-        x = {column: gather(*pair) for column, pair in self.columns.items() if column not in removed}
+        x = {column: gather(*self.columns[column]) for column in features}
         return Split(x=x, y={task: gather(*self.labels[task]) for task in tasks})
 
 
@@ -306,6 +306,7 @@ def load_census_kdd(
     seed: NonNegativeInt = 0,
     data_dir: str | os.PathLike[str] | None = None,
     max_rows: PositiveInt | None = None,
+    features: Sequence[str] | None = None,
 ) -> MultiTaskDataset:
     """Load Census-Income (KDD) as a two-task data set (see the module docstring for tasks and splits).
 
@@ -320,12 +321,23 @@ def load_census_kdd(
         data_dir: a folder with ``census-income.test`` and optionally ``census-income.data`` (each optionally
             ``.gz``), e.g. written by `download_census_kdd`; None reads the copy shipped with the package.
         max_rows: read at most this many rows of each file (for quick experiments); None reads all.
+        features: the input columns to keep (names of `feature_kinds`, e.g. ``["age", "education"]``), for
+            quick experiments and ablations; None keeps all.
 
     Returns:
         A `MultiTaskDataset` named ``census_kdd`` with dict inputs (see `feature_kinds`) and float32 0/1
         labels.
     """
     tasks, _ = _task_pair(task_pair)
+    kinds = feature_kinds(task_pair)
+    if features is not None:
+        unknown = [name for name in features if name not in kinds]
+        if isinstance(features, str) or not features or unknown:
+            raise ValueError(
+                f"Expected `features` to be a non-empty list of input columns of the {task_pair!r} task pair, "
+                f"among {list(kinds)}. Received: features={features!r}"
+            )
+        kinds = {name: kind for name, kind in kinds.items() if name in features}
     validation_fraction = _check_fraction("validation_fraction", validation_fraction)
     if test_fraction is not None:
         test_fraction = _check_fraction("test_fraction", test_fraction)
@@ -356,10 +368,10 @@ def load_census_kdd(
         kept, carved = _rows(len(train_part), validation_fraction, seed)
         train_rows, validation_rows = train_part[kept], train_part[carved]
         train, validation = (
-            test_file.split(task_pair, train_rows),
-            test_file.split(task_pair, validation_rows),
+            test_file.split(task_pair, kinds, train_rows),
+            test_file.split(task_pair, kinds, validation_rows),
         )
-        test = test_file.split(task_pair, test_rows)
+        test = test_file.split(task_pair, kinds, test_rows)
         how = (
             f"seeded split of {_TEST_FILE} (seed {seed}): {len(train_part)} train+validation / "
             f"{len(test_rows)} test rows"
@@ -372,8 +384,11 @@ def load_census_kdd(
             )
         train_file = read_file(train_path, _TRAIN_FILE, max_rows)
         kept, carved = _rows(train_file.num_rows, validation_fraction, seed)
-        train, validation = train_file.split(task_pair, kept), train_file.split(task_pair, carved)
-        test = test_file.split(task_pair)
+        train, validation = (
+            train_file.split(task_pair, kinds, kept),
+            train_file.split(task_pair, kinds, carved),
+        )
+        test = test_file.split(task_pair, kinds)
         how = f"original UCI split: train {_TRAIN_FILE}, test {_TEST_FILE}"
     description = (
         "UCI Census-Income (KDD) (Lane & Kohavi, UCI Machine Learning Repository data set 117, CC BY 4.0) as "
@@ -386,7 +401,7 @@ def load_census_kdd(
         train=train,
         validation=validation,
         test=test,
-        features=feature_kinds(task_pair),
+        features=kinds,
         description=description,
     )
 

@@ -149,6 +149,11 @@ def test_seed_max_rows_and_test_fraction():
     half = load_census_kdd(max_rows=600, test_fraction=0.5, validation_fraction=0.2)
     assert len(half.test) == 300 and len(half.validation) == 60 and len(half.train) == 240
     assert DATASETS["census_kdd"] is load_census_kdd
+    chosen = load_census_kdd(max_rows=50, features=["year", "age", "education"])
+    assert chosen.features == {"age": "numeric", "education": "categorical", "year": "integer_categorical"}
+    assert sorted(chosen.test.x) == ["age", "education", "year"]
+    with pytest.raises(ValueError, match=re.escape("Received: features=['education']")):
+        load_census_kdd(task_pair="education", max_rows=50, features=["education"])
 
 
 def test_argument_errors(tmp_path):
