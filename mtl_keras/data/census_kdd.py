@@ -7,7 +7,7 @@ The original ``census-income.test`` file (99,762 rows) ships gzipped in ``mtl_ke
 `download_census_kdd` fetches both.
 
 Tasks, following Ma et al., "Modeling Task Relationships in Multi-task Learning with Multi-gate
-Mixture-of-Experts" (KDD 2018), section 5.3 (census-income data):
+Mixture-of-Experts" (KDD 2018), section 6.3 (census-income data):
 
 - ``task_pair="income"``: ``income`` (the label is ``50000+.``, i.e. income > 50K) and ``never_married``
   (``marital stat == "Never married"``);
