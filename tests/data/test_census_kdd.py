@@ -1,9 +1,11 @@
+import fnmatch
 import gzip
 import hashlib
 import logging
 import re
 from collections import Counter
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +75,15 @@ def test_shipped_file_is_the_original_with_attribution():
     attribution = resources.files("mtl_keras.data").joinpath("files", "KDD_SOURCE.md").read_text()
     for needed in ("CC BY 4.0", "Lane", "Kohavi", "UCI", SHA256_GZ, SHA256_TEXT):
         assert needed in attribution
+
+
+def test_shipped_files_are_package_data():
+    # (a wheel and an sdist built from this pyproject were checked by hand to hold both files)
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["mtl_keras"]
+    for name in ("data/files/census-income.test.gz", "data/files/KDD_SOURCE.md"):
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
 
 
 def test_rows_positive_rates_and_split_sizes(dataset, raw_rows):
