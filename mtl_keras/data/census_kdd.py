@@ -18,7 +18,7 @@ Mixture-of-Experts" (KDD 2018), section 6.3 (census-income data):
 
 Removed from the inputs: the instance weight (a survey weight, not a property of the person), ``income``,
 ``marital stat`` and, in the education pair, ``education``. ``enroll in edu inst last wk`` stays an input of
-both pairs, as in the paper (it is not a label; "College or university" implies a positive education label).
+both pairs: it is not a label, although its value "College or university" implies a positive education label.
 The remaining 39 (income pair) or 38 (education pair) columns are returned raw, keyed by identifier-safe
 names from the UCI column documentation: the 7 continuous columns as float32 (``numeric``), the 5 numeric
 codes (detailed industry / occupation recode, own business or self employed, veterans benefits, year) as
