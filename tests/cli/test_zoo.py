@@ -13,6 +13,11 @@ ZOO = Path(__file__).resolve().parents[2] / "zoo"
 #: Per data set: options that shrink it for a test run.
 SMALL_DATA = {
     "census": ["data.max_rows=600"],
+    # a few of its 39 columns (numeric, code and text ones): every column adds to the build and export time
+    "census_kdd": [
+        "data.max_rows=600",
+        "data.features=[age, class_of_worker, detailed_industry_recode, sex, weeks_worked_in_year]",
+    ],
     "synthetic_mmoe": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
     "sincos": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
     "gradnorm_toy": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
@@ -37,7 +42,18 @@ def test_the_zoo_has_the_recipes_the_issue_asks_for():
         "multidigits_cross_stitch",
         "multidigits_pcgrad",
         "multidigits_mobilenet",
+        "census_kdd_mmoe",
+        "census_kdd_ple",
+        "census_kdd_hard_sharing",
     } <= names
+
+
+def test_list_shows_the_recipes_and_data_sets(capsys):
+    assert main(["list", "recipes"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"{p.stem}.yaml" in listed for p in _recipes())
+    assert main(["list", "datasets"]) == 0
+    assert "  census_kdd\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("recipe", _recipes(), ids=lambda p: p.stem)
