@@ -90,6 +90,10 @@ def test_recipe_trains_and_reports(recipe, tmp_path, capsys):
             assert set(entry["multi_task"]) == set(entry["single_task"])
         assert (out / "single_task" / "results.json").exists()
     assert (tmp_path / "saved_models" / "1" / "saved_model.pb").exists()
+    if spec.get("baselines", {}).get("gbdt"):  # the main job: GBDT and linear reference columns
+        models = report["reference"]["models"]
+        assert set(models["gbdt"]) == set(report["tasks"]) and set(models["linear"]) == set(report["tasks"])
+        assert "| GBDT | linear |" in (out / "report.md").read_text() and "GBDT" in printed
     # The README's main job, and a keras.applications backbone: their exports pass --check.
     if recipe.stem in ("census_mmoe", "multidigits_mobilenet"):
         assert main(["export", "--check", str(tmp_path / "saved_models" / "1")]) == 0
