@@ -81,7 +81,7 @@ ENCODINGS: dict[str, tuple[str, ...]] = {
 #: Other names of encodings, and what they mean.
 ENCODING_ALIASES = {"plr": "periodic", "ple": "piecewise_linear", "ple_q": "piecewise_linear"}
 #: Defaults of a ``periodic`` (PLR) numeric column's options.
-PERIODIC_DEFAULTS: dict[str, Any] = {"embedding_dim": 16, "num_frequencies": 16, "frequency_scale": 0.1}
+PERIODIC_DEFAULTS: dict[str, Any] = {"embedding_dim": 16, "num_frequencies": 16, "frequency_scale": 1.0}
 #: Default number of quantile bins of a ``piecewise_linear`` numeric column.
 PIECEWISE_LINEAR_BINS = 16
 #: A text column with at most this many distinct values is inferred ``categorical``; more: ``id``.
