@@ -17,7 +17,7 @@ def _commands():
 def test_first_screen_has_the_two_commands():
     main_job, tests = _commands()
     assert main_job == "pip install -e . && mtl-keras train zoo/census_mmoe.yaml"
-    assert tests.endswith("python -m pytest")
+    assert tests.endswith("python -m pytest -n 2")  # two pytest-xdist workers, one per CI core
     assert (ROOT / "zoo" / "census_mmoe.yaml").exists()
 
 
