@@ -274,7 +274,7 @@ class MultiTaskModel(keras.Model):
 
     def remove_lookahead_hook(self, fn: LookaheadHook) -> None:
         """Forget a hook of :meth:`add_lookahead_hook` (the next step is traced without it)."""
-        self._lookahead_hooks = [hook for hook in self._lookahead_hooks if hook is not fn]
+        self._lookahead_hooks = [hook for hook in self._lookahead_hooks if hook != fn]
         self._retrace()
 
     def _retrace(self) -> None:
