@@ -1,7 +1,8 @@
 """The affinity heat-map: a PNG of ``matrix[i][j]`` (affinity of row task i onto column task j).
 
 Drawn like :mod:`mtl_keras.evaluation.plots` (matplotlib's Agg canvas, no pyplot, written atomically).
-Colours are centred on 0 (red: helps, blue: hurts); an unmeasured entry (NaN) is grey and unlabelled.
+Colours are centred on 0 (red: helps, blue: hurts) and scaled by the largest off-diagonal entry; an
+unmeasured entry (NaN) is grey and unlabelled.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ def plot_affinity(
     size = len(tasks)
     if values.shape != (size, size):
         raise ValueError(f"Expected a {size}x{size} matrix for tasks {list(tasks)}. Received: {values.shape}")
-    finite = values[np.isfinite(values)]
-    scale = float(np.max(np.abs(finite))) if finite.size and np.max(np.abs(finite)) > 0 else 1.0
+    # The colour scale is set by the off-diagonal entries (what grouping uses); a larger diagonal saturates.
+    off = values[~np.eye(size, dtype=bool) & np.isfinite(values)]
+    scale = float(np.max(np.abs(off))) if off.size and np.max(np.abs(off)) > 0 else 1.0
     side = 1.2 + 0.8 * size
     figure = Figure(figsize=(side + 1.2, side), layout="constrained")
     axes = figure.subplots()
