@@ -16,6 +16,13 @@ single-task) averages each task's AUC and accuracy changes, then the tasks
 the single-task model of the same architecture and seed; then mean ± std over seeds.
 
     python benchmarks/census_table.py --out benchmarks/results/census_table
+    python benchmarks/census_table.py --encodings standardize periodic piecewise_linear --references \
+        --extra --out benchmarks/results/census_encodings
+
+``--encodings`` repeats every row per encoding of the numeric columns (``standardize``: the plain MLP input;
+``periodic``: PLR; ``piecewise_linear``: PLE-Q; :mod:`mtl_keras.data.columns`), and the validation-split
+metrics are tabled too, since an encoding is chosen on validation only. ``--references`` adds scikit-learn's
+HistGradientBoosting and logistic regression per task (:mod:`mtl_keras.evaluation.reference`).
     python benchmarks/census_table.py --quick --out /tmp/census_quick
 """
 
@@ -39,6 +46,8 @@ from mtl_keras.builders.catalog import get_builder
 from mtl_keras.data import MultiTaskDataset, load_census
 from mtl_keras.data.pipeline import to_dataset
 from mtl_keras.evaluation.delta_m import delta_m_multi
+from mtl_keras.evaluation.reference import fit_reference_models
+from mtl_keras.evaluation.report import REFERENCE_LABELS
 from mtl_keras.experiments.preparation import model_inputs_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `_common`, however this file is loaded
@@ -56,15 +65,29 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     },
 }
 TASKS = ("income", "never_married")
+#: Short names of the numeric encodings in tables.
+ENCODING_LABELS = {"standardize": "MLP input", "periodic": "PLR", "piecewise_linear": "PLE-Q"}
 METRICS = ("auc", "accuracy")
 
 
 def train_one(
-    architecture: str, balancer: str | None, dataset: MultiTaskDataset, seed: int, args: argparse.Namespace
+    architecture: str,
+    balancer: str | None,
+    dataset: MultiTaskDataset,
+    seed: int,
+    args: argparse.Namespace,
+    encoding: str = "standardize",
 ) -> dict[str, Any]:
-    """``balancer=None`` trains the single-task version of ``architecture``."""
+    """``balancer=None`` trains the single-task version of ``architecture``; ``encoding`` is the numeric
+    columns' encoding (``standardize``: the plain MLP input, ``periodic``: PLR, ``piecewise_linear``: PLE-Q)."""
     keras.utils.set_random_seed(seed)
     inputs = model_inputs_spec(dataset)
+    if encoding == "periodic" and args.frequency_scale is not None:
+        inputs = inputs.with_encodings(
+            {"numeric": {"encoding": encoding, "frequency_scale": args.frequency_scale}}
+        )
+    elif encoding != "standardize":
+        inputs = inputs.with_encodings({"numeric": encoding})
     options = ARCHITECTURES[architecture]
     if balancer is None:
         model = get_builder("single_task")(dataset.tasks, inputs, architecture=architecture, **options)
@@ -76,25 +99,29 @@ def train_one(
     model.fit(train, epochs=args.epochs, verbose=0, shuffle=False)  # the dataset shuffles itself
     seconds = time.perf_counter() - start
     results = model.evaluate(to_dataset(dataset.test, 4096), verbose=0, return_dict=True)
+    validation = model.evaluate(to_dataset(dataset.validation, 4096), verbose=0, return_dict=True)
     return {
         "metrics": {t: {m: float(results[f"{t}_{m}"]) for m in METRICS} for t in TASKS},
+        "validation": {t: {m: float(validation[f"{t}_{m}"]) for m in METRICS} for t in TASKS},
         "train_seconds": seconds,
         "params": int(model.count_params()),
     }
 
 
-def configurations(args: argparse.Namespace) -> list[tuple[str, str | None]]:
-    configs: list[tuple[str, str | None]] = []
-    for architecture in args.architectures:
-        configs += [(architecture, None), (architecture, "static")]
-    for extra in args.extra:
-        architecture, balancer = extra.split(":")
-        configs.append((architecture, balancer))
+def configurations(args: argparse.Namespace) -> list[tuple[str, str | None, str]]:
+    configs: list[tuple[str, str | None, str]] = []
+    for encoding in args.encodings:
+        for architecture in args.architectures:
+            configs += [(architecture, None, encoding), (architecture, "static", encoding)]
+        for extra in args.extra:
+            architecture, balancer = extra.split(":")
+            configs.append((architecture, balancer, encoding))
     return configs
 
 
-def label(architecture: str, balancer: str | None) -> str:
-    return f"{architecture} single-task" if balancer is None else f"{architecture} + {balancer}"
+def label(architecture: str, balancer: str | None, encoding: str = "standardize") -> str:
+    name = f"{architecture} single-task" if balancer is None else f"{architecture} + {balancer}"
+    return name if encoding == "standardize" else f"{name}, {ENCODING_LABELS[encoding]}"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,35 +129,69 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     for seed in range(args.seed0, args.seed0 + args.seeds):
         dataset = load_census(seed=seed, max_rows=args.max_rows)
-        singles: dict[str, dict[str, dict[str, float]]] = {}
-        for architecture, balancer in configurations(args):
-            result = train_one(architecture, balancer, dataset, seed, args)
+        if args.references:
+            fitted = fit_reference_models(dataset, dataset.tasks, seed=seed)
+            for model, by_task in fitted["models"].items():
+                metrics = {t: {m: float(by_task[t][m]) for m in METRICS} for t in TASKS}
+                runs.append({"reference": model, "seed": seed, "metrics": metrics})
+                print(
+                    f"seed={seed} {model}: " + ", ".join(f"{t} auc={metrics[t]['auc']:.4f}" for t in TASKS),
+                    flush=True,
+                )
+        singles: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+        for architecture, balancer, encoding in configurations(args):
+            result = train_one(architecture, balancer, dataset, seed, args, encoding)
             if balancer is None:
-                singles[architecture] = result["metrics"]
+                singles[architecture, encoding] = result["metrics"]
             else:
-                result["delta_m"] = delta_m_multi(result["metrics"], singles[architecture])
-            runs.append({"architecture": architecture, "balancer": balancer, "seed": seed, **result})
+                result["delta_m"] = delta_m_multi(result["metrics"], singles[architecture, encoding])
+            runs.append(
+                {
+                    "architecture": architecture,
+                    "balancer": balancer,
+                    "encoding": encoding,
+                    "seed": seed,
+                    **result,
+                }
+            )
             m = result["metrics"]
             print(
-                f"seed={seed} {label(architecture, balancer)}: "
+                f"seed={seed} {label(architecture, balancer, encoding)}: "
                 + ", ".join(f"{t} auc={m[t]['auc']:.4f} acc={m[t]['accuracy']:.4f}" for t in TASKS)
                 + (f", Δm={result['delta_m']:+.3f}" if "delta_m" in result else ""),
                 flush=True,
             )
     summary = {}
-    for architecture, balancer in configurations(args):
-        rows = [r for r in runs if r["architecture"] == architecture and r["balancer"] == balancer]
+    for architecture, balancer, encoding in configurations(args):
+        rows = [
+            r
+            for r in runs
+            if r.get("architecture") == architecture
+            and r["balancer"] == balancer
+            and r["encoding"] == encoding
+        ]
         entry: dict[str, Any] = {
             "architecture": architecture,
             "balancer": balancer,
+            "encoding": encoding,
             "params": rows[0]["params"],
             "train_seconds": _common.mean_std([r["train_seconds"] for r in rows]),
         }
         for t in TASKS:
             for m in METRICS:
                 entry[f"{t}_{m}"] = _common.mean_std([r["metrics"][t][m] for r in rows])
+                entry[f"validation_{t}_{m}"] = _common.mean_std([r["validation"][t][m] for r in rows])
         entry["delta_m"] = _common.mean_std([r["delta_m"] for r in rows]) if balancer is not None else None
-        summary[label(architecture, balancer)] = entry
+        summary[label(architecture, balancer, encoding)] = entry
+    for model in ("gbdt", "linear"):
+        rows = [r for r in runs if r.get("reference") == model]
+        if rows:
+            entry = {"architecture": model, "balancer": None, "encoding": "scikit-learn", "params": None}
+            for t in TASKS:
+                for m in METRICS:
+                    entry[f"{t}_{m}"] = _common.mean_std([r["metrics"][t][m] for r in rows])
+            entry["delta_m"] = None
+            summary[REFERENCE_LABELS[model] + " (scikit-learn)"] = entry
     return {
         "benchmark": "census_table",
         "command": args.command,
@@ -141,6 +202,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "learning_rate": args.lr,
             "max_rows": args.max_rows,
             "architectures": {a: ARCHITECTURES[a] for a in args.architectures},
+            "encodings": list(args.encodings),
+            "frequency_scale": args.frequency_scale,
         },
         "machine": _common.machine(),
         "wall_seconds": time.perf_counter() - start,
@@ -169,10 +232,24 @@ def to_markdown(result: dict[str, Any]) -> str:
     ]
     for name, e in result["summary"].items():
         dm = "—" if e["delta_m"] is None else _pm(e["delta_m"], 1.0, 2)
+        params = "—" if e["params"] is None else e["params"]
         lines.append(
             f"| {name} | {_pm(e['income_auc'])} | {_pm(e['income_accuracy'])} | {_pm(e['never_married_auc'])} "
-            f"| {_pm(e['never_married_accuracy'])} | {dm} | {e['params']} |"
+            f"| {_pm(e['never_married_accuracy'])} | {dm} | {params} |"
         )
+    validated = [(k, e) for k, e in result["summary"].items() if "validation_income_auc" in e]
+    if len(result["settings"].get("encodings", [])) > 1:
+        lines += [
+            "",
+            "Validation split (what an encoding is chosen on):",
+            "",
+            "| model | income AUC | never-married AUC |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {_pm(e['validation_income_auc'])} | {_pm(e['validation_never_married_auc'])} |"
+            for k, e in validated
+        ]
     lines += ["", "![Δm](delta_m.png)", ""]
     return "\n".join(lines)
 
@@ -203,6 +280,22 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=["mmoe:uncertainty", "mmoe:pcgrad"],
         help="more architecture:balancer rows, e.g. mmoe:pcgrad",
+    )
+    parser.add_argument(
+        "--encodings",
+        nargs="+",
+        default=["standardize"],
+        choices=list(ENCODING_LABELS),
+        help="numeric encodings to compare (each architecture row per encoding)",
+    )
+    parser.add_argument(
+        "--references", action="store_true", help="add HistGradientBoosting and logistic-regression rows"
+    )
+    parser.add_argument(
+        "--frequency-scale",
+        type=float,
+        default=None,
+        help="σ of the PLR frequencies (default: the library's)",
     )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed0", type=int, default=0)

@@ -13,7 +13,10 @@ Raw features: each column has a :class:`~mtl_keras.data.columns.ColumnSpec` (or 
 Keras's ``adapt``, so a streamed source needs no arrays in memory. Model inputs, one value per example
 (``(batch, 1)``), and the dtype a source must feed:
 
-* ``numeric``: float32 -> ``Normalization(mean, variance)`` (a variance of 0 is taken as 1);
+* ``numeric``: float32 -> ``Normalization(mean, variance)`` (a variance of 0 is taken as 1); with encoding
+  ``periodic`` then :class:`~mtl_keras.layers.periodic.PeriodicEmbedding` (PLR); with ``piecewise_linear``
+  the raw value through :class:`~mtl_keras.layers.piecewise_linear.PiecewiseLinearEncoding` over quantile
+  edges of the statistics' training sample (no normalisation: the encoding is invariant to it);
 * ``categorical``, ``id``, ``multi_hot``: string -> ``StringLookup`` (one-hot, or ids for an
   ``Embedding``), ``Hashing`` + ``Embedding`` (``id`` with ``hash``), or :class:`SplitTokens` ->
   ``StringLookup`` -> ``Embedding`` -> :class:`MaskedMean` (``multi_hot``; or a ``multi_hot`` vector);
@@ -55,13 +58,17 @@ from mtl_keras.data.columns import (
     COLUMN_KINDS,
     KIND_ALIASES,
     MAX_HASH_BINS,
+    PERIODIC_DEFAULTS,
+    PIECEWISE_LINEAR_BINS,
     ColumnSpec,
     check_columns,
     default_embedding_dim,
     to_spec,
 )
 from mtl_keras.data.statistics import ColumnStats, StatisticsPass, check_numeric_columns
-from mtl_keras.layers.imputation import ImputeMissing
+from mtl_keras.layers.imputation import ImputeMissing, MissingIndicator
+from mtl_keras.layers.periodic import PeriodicEmbedding
+from mtl_keras.layers.piecewise_linear import PiecewiseLinearEncoding, quantile_edges
 from mtl_keras.layers.tokens import MaskedMean, SplitTokens
 
 logger = logging.getLogger(__name__)
@@ -160,6 +167,49 @@ class RawFeatures:
         self.columns = columns
         self.column_stats = stats
 
+    def with_encodings(
+        self,
+        by_kind: Mapping[str, str | Mapping[str, Any]] | None = None,
+        by_column: Mapping[str, str | Mapping[str, Any]] | None = None,
+    ) -> RawFeatures:
+        """The same columns and statistics with other encodings: ``by_kind`` (``{kind: encoding}``) applies
+        to every column of that kind, then ``by_column`` (``{column: encoding}``). An encoding is its name
+        or a dict of :class:`~mtl_keras.data.columns.ColumnSpec` fields other than ``kind``; options of the
+        old encoding that the new one has no use for are dropped. Errors name the column."""
+        by_kind = dict(by_kind or {})
+        by_column = dict(by_column or {})
+        for kind in by_kind:
+            if kind not in COLUMN_KINDS or kind == "skip":
+                kinds = [k for k in COLUMN_KINDS if k != "skip"]
+                raise ValueError(
+                    f"Expected encodings for kinds among {kinds}. Received kind {kind!r}."
+                    + suggest(kind, kinds)
+                )
+        for name in by_column:
+            if name not in self.columns:
+                raise ValueError(
+                    f"Encoding given for column {name!r}, which is not a raw feature. Expected one of "
+                    f"{sorted(self.columns)}." + suggest(name, sorted(self.columns))
+                )
+        features: dict[str, Any] = {}
+        for name, column in self.columns.items():
+            fields = column.model_dump(exclude_defaults=True)
+            for override in (by_kind.get(column.kind), by_column.get(name)):
+                if override is None:
+                    continue
+                update = {"encoding": override} if isinstance(override, str) else dict(override)
+                if "kind" in update:
+                    raise ValueError(
+                        f"Column {name!r}: an encoding keeps the column's kind ({column.kind}); "
+                        f"received kind={update['kind']!r}."
+                    )
+                if update.get("encoding", fields.get("encoding")) != fields.get("encoding"):
+                    fields = {k: v for k, v in fields.items() if k in ("separator", "max_tokens")}
+                fields.update(update)
+            fields["kind"] = column.kind
+            features[name] = fields
+        return RawFeatures(features, statistics=self.column_stats)
+
     @staticmethod
     def _check_present(names: list[str], available: Mapping[str, Any], what: str) -> None:
         for name in names:
@@ -205,7 +255,19 @@ def _column(name: str, values: Any) -> np.ndarray:
     return array
 
 
-def _numeric(name: str, safe: str, stats: ColumnStats, tensor: Any) -> Any:
+def _log_missing(name: str, stats: ColumnStats, median: float) -> None:
+    logger.info(
+        "Raw feature %r: %d of %d values missing (%.1f %%), imputed with the training median %g "
+        "and a missing-indicator feature.",
+        name,
+        stats.missing,
+        stats.count,
+        100.0 * stats.missing / stats.count,
+        median,
+    )
+
+
+def _standardize(name: str, safe: str, column: ColumnSpec, stats: ColumnStats, tensor: Any) -> Any:
     assert stats.mean is not None and stats.variance is not None
     variance = stats.variance if stats.variance > 0 else 1.0
     norm = keras.layers.Normalization(
@@ -216,16 +278,57 @@ def _numeric(name: str, safe: str, stats: ColumnStats, tensor: Any) -> Any:
         return norm(tensor)
     median = stats.median if stats.median is not None else stats.mean
     fill = float((median - stats.mean) / np.sqrt(variance))
-    logger.info(
-        "Raw feature %r: %d of %d values missing (%.1f %%), imputed with the training median %g "
-        "and a missing-indicator feature.",
-        name,
-        stats.missing,
-        stats.count,
-        100.0 * stats.missing / stats.count,
-        median,
-    )
+    _log_missing(name, stats, median)
     return ImputeMissing(fill, indicator=True, name=f"impute_{safe}")(norm(tensor))
+
+
+def _with_indicator(encoded: Any, safe: str, stats: ColumnStats, tensor: Any) -> Any:
+    if not stats.missing:
+        return encoded
+    indicator = MissingIndicator(name=f"missing_{safe}")(tensor)
+    return keras.layers.Concatenate(name=f"encode_{safe}")([encoded, indicator])
+
+
+def _periodic(name: str, safe: str, column: ColumnSpec, stats: ColumnStats, tensor: Any) -> Any:
+    """PLR on the standardised value (NaN filled with the standardised median), then the indicator."""
+    assert stats.mean is not None and stats.variance is not None
+    variance = stats.variance if stats.variance > 0 else 1.0
+    value = keras.layers.Normalization(
+        axis=-1, mean=[stats.mean], variance=[variance], name=f"normalize_{safe}"
+    )(tensor)
+    if stats.missing:
+        median = stats.median if stats.median is not None else stats.mean
+        _log_missing(name, stats, median)
+        fill = float((median - stats.mean) / np.sqrt(variance))
+        value = ImputeMissing(fill, indicator=False, name=f"impute_{safe}")(value)
+    options = {
+        key: getattr(column, key) if getattr(column, key) is not None else default
+        for key, default in PERIODIC_DEFAULTS.items()
+    }
+    embedded = PeriodicEmbedding(**options, name=f"periodic_{safe}")(value)
+    return _with_indicator(embedded, safe, stats, tensor)
+
+
+def _piecewise_linear(name: str, safe: str, column: ColumnSpec, stats: ColumnStats, tensor: Any) -> Any:
+    """PLE-Q over quantile bins of the training sample (raw units; NaN -> the median), then the indicator."""
+    edges = quantile_edges(stats.sample, column.num_bins or PIECEWISE_LINEAR_BINS)
+    value = tensor
+    if stats.missing:
+        median = stats.median if stats.median is not None else stats.mean
+        assert median is not None
+        _log_missing(name, stats, median)
+        value = ImputeMissing(float(median), indicator=False, name=f"impute_{safe}")(value)
+    logger.debug("Raw feature %r: piecewise-linear encoding over %d quantile bins.", name, len(edges) - 1)
+    encoded = PiecewiseLinearEncoding(edges, name=f"piecewise_{safe}")(value)
+    return _with_indicator(encoded, safe, stats, tensor)
+
+
+#: How each numeric encoding is built: ``(name, safe name, spec, statistics, input) -> encoded tensor``.
+_NUMERIC_ENCODERS = {
+    "standardize": _standardize,
+    "periodic": _periodic,
+    "piecewise_linear": _piecewise_linear,
+}
 
 
 def _vocabulary(counts: Mapping[str, int], max_tokens: int | None, integer: bool) -> list[Any]:
@@ -305,7 +408,9 @@ class _Encoders:
         column = self.spec.columns[name]
         safe = self.safe[name]
         if column.kind == "numeric":
-            return _numeric(name, safe, self.spec.column_stats[name], tensor)
+            assert column.encoding is not None
+            encoder = _NUMERIC_ENCODERS[column.encoding]
+            return encoder(name, safe, column, self.spec.column_stats[name], tensor)
         lookup, embedding = self._layers(column.share_embedding or name)
         if column.kind == "multi_hot":
             tokens = SplitTokens(column.separator, name=f"split_{safe}")(tensor)

@@ -19,6 +19,7 @@ from typing import Any
 from mtl_keras._registry import suggest
 from mtl_keras.data.base import FEATURE_KINDS, MultiTaskDataset, Split, split_validation
 from mtl_keras.data.census import ChecksumError, download_census, load_census
+from mtl_keras.data.census_kdd import download_census_kdd, load_census_kdd
 from mtl_keras.data.click_conversion import ClickConversionDataset, click_conversion
 from mtl_keras.data.digits import multidigits, multimnist
 from mtl_keras.data.mixture import MixedDataset, per_task
@@ -32,6 +33,7 @@ from mtl_keras.data.tfds_loader import load_tfds
 #: Data set name -> loader (keyword arguments of the loader are the recipe's data options).
 DATASETS: dict[str, Callable[..., MultiTaskDataset | StreamedDataset | MixedDataset]] = {
     "census": load_census,
+    "census_kdd": load_census_kdd,
     "click_conversion": click_conversion,
     "synthetic_mmoe": synthetic_mmoe,
     "sincos": sincos,
@@ -77,6 +79,7 @@ __all__ = [
     "TemperatureSampler",
     "click_conversion",
     "download_census",
+    "download_census_kdd",
     "from_csv",
     "from_dataframe",
     "from_dataset",
@@ -84,6 +87,7 @@ __all__ = [
     "from_tfrecord",
     "gradnorm_toy",
     "load_census",
+    "load_census_kdd",
     "load_dataset",
     "load_tfds",
     "multidigits",

@@ -6,7 +6,13 @@ Kinds (:data:`COLUMN_KINDS`) and the model input each gets (the dtype a source r
 kind                      input       encodings (first = default)
 ========================  ==========  ==================================================================
 ``numeric``               float32     ``standardize``: (x - mean) / std; NaN -> the training median plus a
-                                      0/1 missing indicator when the training data has missing values
+                                      0/1 missing indicator when the training data has missing values |
+                                      ``periodic`` (PLR): the standardised value through learned periodic
+                                      features, linear and ReLU (:class:`~mtl_keras.layers.periodic.
+                                      PeriodicEmbedding`) | ``piecewise_linear`` (PLE-Q): piecewise-linear
+                                      encoding over quantile bins of the training values
+                                      (:class:`~mtl_keras.layers.piecewise_linear.PiecewiseLinearEncoding`);
+                                      both impute NaN and add the indicator as ``standardize`` does
 ``categorical``           string      ``one_hot`` | ``embedding``: vocabulary of the most frequent values
 ``integer_categorical``   int64       ``one_hot`` | ``embedding``: the same over whole numbers
 ``id``                    string      ``hash`` (``num_bins`` buckets) | ``vocabulary``, then an embedding
@@ -15,7 +21,8 @@ kind                      input       encodings (first = default)
 ``skip``                  (none)      the column is not a feature
 ========================  ==========  ==================================================================
 
-``"string_categorical"`` (the bundled census data's name) is accepted as an alias of ``"categorical"``.
+``"string_categorical"`` (the bundled census data's name) is accepted as an alias of ``"categorical"``;
+``"plr"`` of ``"periodic"`` and ``"ple"`` / ``"ple_q"`` of ``"piecewise_linear"`` (:data:`ENCODING_ALIASES`).
 
 Vocabularies hold the most frequent non-missing values (ties: the larger value first, as Keras's ``adapt``);
 values not in it, and missing values, go to the one out-of-vocabulary index. ``max_tokens`` caps the size
@@ -27,6 +34,11 @@ Defaults:
   hash buckets); see :func:`default_embedding_dim`;
 * ``num_bins`` (``id`` + ``hash``): ``2 * distinct`` values of the column, at least 2 and at most
   :data:`MAX_HASH_BINS`;
+* ``periodic``: ``embedding_dim`` :data:`PERIODIC_DEFAULTS` ``["embedding_dim"]``, ``num_frequencies`` and
+  ``frequency_scale`` (σ of the frequencies' initialisation, in standard deviations of the column) likewise;
+* ``piecewise_linear``: ``num_bins`` :data:`PIECEWISE_LINEAR_BINS` quantile bins of the training values
+  (the statistics pass's sample: exact up to its size); coinciding quantiles (a column that is mostly one
+  value) give fewer bins;
 * ``share_embedding``: the named column owns the lookup (vocabulary from both columns' counts, or its
   hash buckets) and the embedding table; both columns must have the same kind and encoding, and the owner
   must not itself share another's.
@@ -59,13 +71,19 @@ COLUMN_KINDS = ("numeric", "categorical", "integer_categorical", "id", "multi_ho
 KIND_ALIASES = {"string_categorical": "categorical"}
 #: ``{kind: allowed encodings}``; the first is the default.
 ENCODINGS: dict[str, tuple[str, ...]] = {
-    "numeric": ("standardize",),
+    "numeric": ("standardize", "periodic", "piecewise_linear"),
     "categorical": ("one_hot", "embedding"),
     "integer_categorical": ("one_hot", "embedding"),
     "id": ("hash", "vocabulary"),
     "multi_hot": ("embedding", "multi_hot"),
     "skip": (),
 }
+#: Other names of encodings, and what they mean.
+ENCODING_ALIASES = {"plr": "periodic", "ple": "piecewise_linear", "ple_q": "piecewise_linear"}
+#: Defaults of a ``periodic`` (PLR) numeric column's options.
+PERIODIC_DEFAULTS: dict[str, Any] = {"embedding_dim": 16, "num_frequencies": 16, "frequency_scale": 1.0}
+#: Default number of quantile bins of a ``piecewise_linear`` numeric column.
+PIECEWISE_LINEAR_BINS = 16
 #: A text column with at most this many distinct values is inferred ``categorical``; more: ``id``.
 CATEGORICAL_MAX = 1000
 #: A text column is inferred ``multi_hot`` when at least this fraction of its values hold the separator.
@@ -92,8 +110,11 @@ class ColumnSpec(pydantic.BaseModel):
     Attributes:
         kind: one of :data:`COLUMN_KINDS` (``"string_categorical"`` is read as ``"categorical"``).
         encoding: one of the kind's :data:`ENCODINGS`; None takes the kind's default.
-        embedding_dim: width of the embedding (embedded encodings only); None: the default rule.
-        num_bins: hash buckets (``id`` with ``hash`` only); None: the default rule.
+        embedding_dim: width of the embedding (embedded encodings and ``periodic``); None: the default rule.
+        num_bins: hash buckets (``id`` with ``hash``) or quantile bins (``piecewise_linear``); None: the
+            default rule.
+        num_frequencies: learned frequencies per ``periodic`` column; None: the default.
+        frequency_scale: σ of a ``periodic`` column's frequency initialisation; None: the default.
         max_tokens: cap on the vocabulary including the out-of-vocabulary index (not with ``hash``).
         share_embedding: another column whose lookup and embedding table this column uses.
         separator: the token separator of ``multi_hot`` cells.
@@ -108,6 +129,8 @@ class ColumnSpec(pydantic.BaseModel):
     max_tokens: pydantic.PositiveInt | None = None
     share_embedding: str | None = None
     separator: str = "|"
+    num_frequencies: pydantic.PositiveInt | None = None
+    frequency_scale: pydantic.PositiveFloat | None = None
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -118,6 +141,9 @@ class ColumnSpec(pydantic.BaseModel):
             if isinstance(kind, str):
                 kind = KIND_ALIASES.get(kind, kind)
                 data["kind"] = kind
+                encoding = data.get("encoding")
+                if isinstance(encoding, str):
+                    data["encoding"] = ENCODING_ALIASES.get(encoding, encoding)
                 if data.get("encoding") is None and ENCODINGS.get(kind):
                     data["encoding"] = ENCODINGS[kind][0]
         return data
@@ -136,15 +162,24 @@ class ColumnSpec(pydantic.BaseModel):
                 f"Received encoding={self.encoding!r}." + suggest(str(self.encoding), list(allowed))
             )
         embedded = uses_embedding(self.kind, self.encoding)
-        if self.embedding_dim is not None and not embedded:
+        periodic = self.kind == "numeric" and self.encoding == "periodic"
+        for option in ("num_frequencies", "frequency_scale"):
+            if getattr(self, option) is not None and not periodic:
+                raise ValueError(
+                    f"{option}={getattr(self, option)} given for a {self.kind} column with encoding "
+                    f"{self.encoding!r}; only a numeric column with encoding 'periodic' has frequencies."
+                )
+        if self.embedding_dim is not None and not (embedded or periodic):
             raise ValueError(
                 f"embedding_dim={self.embedding_dim} given for a {self.kind} column with encoding "
                 f"{self.encoding!r}, which has no embedding."
             )
-        if self.num_bins is not None and not (self.kind == "id" and self.encoding == "hash"):
+        binned = (self.kind, self.encoding) in (("id", "hash"), ("numeric", "piecewise_linear"))
+        if self.num_bins is not None and not binned:
             raise ValueError(
                 f"num_bins={self.num_bins} given for a {self.kind} column with encoding {self.encoding!r}; "
-                "only an id column with encoding 'hash' has hash buckets."
+                "only an id column with encoding 'hash' (hash buckets) and a numeric column with encoding "
+                "'piecewise_linear' (quantile bins) have bins."
             )
         if self.max_tokens is not None:
             if self.kind in ("numeric", "skip") or self.encoding == "hash":

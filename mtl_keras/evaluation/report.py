@@ -52,6 +52,7 @@ _RESERVED = (
     "delta_m_skipped",
     "delta_m_average",
     "delta_m_convention",
+    "reference",
 )
 # Per-task entries of a MultiTaskModel's logs that are not metrics of the task.
 _NOT_METRICS = ("weight",)
@@ -253,6 +254,9 @@ def _clean(value: Any) -> Any:
 
 # --- rendering ----------------------------------------------------------------------------------------------
 
+#: Column titles of the reference models (see :mod:`mtl_keras.evaluation.reference`).
+REFERENCE_LABELS = {"gbdt": "GBDT", "linear": "linear"}
+
 _HEADER = ("task", "metric", "multi-task", "single-task", "rel. change (+ = MTL better)")
 
 
@@ -271,21 +275,37 @@ def _format_percent(value: Any) -> str:
     return "n/a" if value is None else f"{float(value):+.2f} %"
 
 
-def _rows(report: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
+def _references(report: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{model: {task: {metric: value}}}`` of the report's reference models (none when absent/skipped)."""
+    reference = report.get("reference")
+    if not isinstance(reference, Mapping):
+        return {}
+    return dict(reference.get("models") or {})
+
+
+def _header(report: Mapping[str, Any]) -> tuple[str, ...]:
+    labels = tuple(REFERENCE_LABELS.get(m, m) for m in _references(report))
+    return (*_HEADER[:4], *labels, _HEADER[4])
+
+
+def _rows(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
     rows = []
     used = report.get("delta_m_metrics", {})
+    references = _references(report)
     for task, entry in report["tasks"].items():
         metrics = list(entry.get("improvement_percent") or {**entry["multi_task"], **entry["single_task"]})
         for metric in metrics:
             label = f"{metric} *" if metric in used.get(task, ()) else metric
             multi, single = entry["multi_task"].get(metric), entry["single_task"].get(metric)
             change = (entry.get("improvement_percent") or {}).get(metric)
+            others = [_format_value(r.get(task, {}).get(metric)) for r in references.values()]
             rows.append(
                 (
                     task,
                     label,
                     _format_value(multi),
                     _format_value(single),
+                    *others,
                     MISSING if is_missing(multi) or is_missing(single) else _format_percent(change),
                 )
             )
@@ -319,7 +339,24 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
     extra = {k: v for k, v in report.items() if k not in _RESERVED and not isinstance(v, (list, dict))}
     lines.extend(f"{k}: {_format_value(v) if isinstance(v, float) else v}" for k, v in extra.items())
     lines.extend(_calibration_lines(report.get("calibration")))
+    lines.extend(_reference_lines(report.get("reference")))
     return lines
+
+
+def _reference_lines(reference: Any) -> list[str]:
+    """What the reference columns are (rows fitted on, time), or why there are none."""
+    if not isinstance(reference, Mapping):
+        return []
+    if "skipped" in reference:
+        return [f"reference models: none ({reference['skipped']})"]
+    rows, total = reference.get("train_rows"), reference.get("train_rows_total")
+    sample = f"a uniform sample of {rows:,} of {total:,}" if rows != total else f"all {rows:,}"
+    timing = ", ".join(
+        f"{REFERENCE_LABELS.get(m, m)} {float(s):.1f} s" for m, s in (reference.get("seconds") or {}).items()
+    )
+    return [
+        f"reference models (scikit-learn, per task, not in Δm): fitted on {sample} training rows; {timing}"
+    ]
 
 
 def _calibration_lines(calibration: Any) -> list[str]:
@@ -345,8 +382,9 @@ def _calibration_lines(calibration: Any) -> list[str]:
 def to_markdown(report: Mapping[str, Any]) -> str:
     """``report.md``: a title, the per-task Markdown table and the Δm line."""
     lines = [f"# {report['recipe']}: multi-task vs single-task", ""]
-    lines.append("| " + " | ".join(_HEADER) + " |")
-    lines.append("|---|---|---:|---:|---:|")
+    header = _header(report)
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|---|---|" + "---:|" * (len(header) - 2))
     # Escape the "in Δm" marker so Markdown does not read it as emphasis.
     lines.extend("| " + " | ".join(row).replace(" *", " \\*") + " |" for row in _rows(report))
     lines.append("")
@@ -359,8 +397,9 @@ def to_markdown(report: Mapping[str, Any]) -> str:
 
 def format_table(report: Mapping[str, Any]) -> str:
     """The report as an aligned plain-text table for a terminal."""
-    rows = [_HEADER, *_rows(report)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
+    header = _header(report)
+    rows = [header, *_rows(report)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
 
     def line(row: Sequence[str]) -> str:
         cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]

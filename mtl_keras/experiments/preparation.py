@@ -14,6 +14,7 @@ import keras
 from mtl_keras._registry import suggest
 from mtl_keras.builders.backbones import keras_application
 from mtl_keras.builders.catalog import get_builder
+from mtl_keras.builders.inputs import RawFeatures
 from mtl_keras.data import DATASETS, AnyDataset
 from mtl_keras.distribute.strategy import in_scope, make_strategy
 from mtl_keras.distribute.stream import StreamSpec
@@ -73,9 +74,28 @@ def model_inputs_spec(dataset: Any) -> Any:
     return dataset.input_spec()
 
 
+def _encoded(recipe: Recipe, inputs: Any) -> Any:
+    """``inputs`` with the recipe's ``encodings`` applied (raw features only)."""
+    spec = recipe.encodings
+    if spec.empty:
+        return inputs
+    if not isinstance(inputs, RawFeatures):
+        raise RecipeError(
+            "encodings", f"the data set's inputs are {inputs!r}, not raw tabular columns to encode"
+        )
+    by_kind = {
+        kind: value for kind, value in spec.model_dump(exclude={"columns"}).items() if value is not None
+    }
+    try:
+        return inputs.with_encodings(by_kind, spec.columns)
+    except ValueError as error:
+        raise RecipeError("encodings", str(error)) from None
+
+
 def builder_inputs(recipe: Recipe, dataset: Any) -> Any:
-    """The builders' ``inputs``: the data set's, behind the recipe's ``backbone`` when it has one."""
-    inputs = model_inputs_spec(dataset)
+    """The builders' ``inputs``: the data set's (with the recipe's ``encodings``), behind the recipe's
+    ``backbone`` when it has one."""
+    inputs = _encoded(recipe, model_inputs_spec(dataset))
     spec = recipe.backbone
     if spec is None:
         return inputs

@@ -8,7 +8,9 @@ from them exactly. Every classification task's expected calibration error (test 
 plot; the recipe's ``calibration`` is fitted on the validation split, written to ``calibration.json`` and
 applied inside the export (:mod:`mtl_keras.experiments.calibrating`). TensorBoard logs go to ``tensorboard/`` in the run directory and the recipe's
 ``tracking.mlflow`` logs the finished run to MLflow (:mod:`mtl_keras.experiments.tracking`). Under several workers every worker runs the same code; only the chief writes into the
-output directory.
+output directory. With ``baselines.gbdt`` / ``baselines.linear`` the classical reference models of
+:mod:`mtl_keras.evaluation.reference` are fitted per task on the same splits and their test metrics join the
+report (``reference``) as columns next to the single-task networks.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import keras
 
 from mtl_keras import __version__
 from mtl_keras.distribute.strategy import agree, worker_role
+from mtl_keras.evaluation.reference import fit_reference_models
 from mtl_keras.evaluation.report import _clean, atomic_write_text, build_report, write_report
 from mtl_keras.experiments.calibrating import CALIBRATION_FILE, run_calibration, test_ece
 from mtl_keras.experiments.fitting import evaluate, fingerprint, fit
@@ -209,6 +212,14 @@ def _run(prepared: Prepared, out: Path, writes: Path, *, resume: bool) -> dict[s
         report = build_report(multi, baselines["test"], prepared.tasks, **common, **extra)
     else:
         report = multi_task_report(multi, prepared.tasks, **common, **extra)
+    if recipe.baselines.references:
+        report["reference"] = fit_reference_models(
+            prepared.dataset,
+            prepared.tasks,
+            recipe.baselines.references,
+            max_rows=recipe.baselines.max_rows,
+            seed=recipe.seed,
+        )
     # NaN (a task without labels in an epoch) is null: history.json stays valid JSON.
     atomic_write_text(writes / "history.json", json.dumps(_clean(history), indent=2, allow_nan=False))
     report["calibration"] = {k: v for k, v in calibration.items() if k != "reliability"}

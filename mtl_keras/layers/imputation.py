@@ -1,4 +1,5 @@
-"""Missing numeric values (NaN) replaced by a fixed value, with an optional 0/1 missing-indicator column.
+"""Missing numeric values (NaN) replaced by a fixed value, with an optional 0/1 missing-indicator column;
+`MissingIndicator` gives the indicator alone (for encodings that take the filled value by itself).
 
 Used by the raw-feature preprocessing block (:mod:`mtl_keras.builders.inputs`) for numeric columns whose
 adaptation data has missing values, so the saved model and its SavedModel export impute NaN themselves.
@@ -56,3 +57,18 @@ class ImputeMissing(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "fill_value": self.fill_value, "indicator": self.indicator}
+
+
+@serializable
+class MissingIndicator(keras.layers.Layer):
+    """``isnan(x)`` as 0/1 float columns, the same shape as the input."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._build_at_init()  # stateless
+
+    def call(self, inputs: Any) -> Any:
+        return ops.cast(ops.isnan(ops.cast(inputs, self.compute_dtype)), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return tuple(input_shape)

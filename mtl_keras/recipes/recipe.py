@@ -27,6 +27,7 @@ from mtl_keras.recipes.sections import (
     BaselinesSpec,
     CalibrationSpec,
     DistributeSpec,
+    EncodingsSpec,
     ExportSpec,
     FreezeSpec,
     Section,
@@ -50,6 +51,9 @@ class Recipe(Section):
         default=None, description="keras_applications: <model> as the shared start of the architecture"
     )
     freeze: FreezeSpec = FreezeSpec()
+    encodings: EncodingsSpec = Field(
+        default=EncodingsSpec(), description="encodings of raw columns: per kind, then per column"
+    )
     balancer: BalancerSpec = BalancerSpec()
     training: TrainingSpec = TrainingSpec()
     baselines: BaselinesSpec = BaselinesSpec()

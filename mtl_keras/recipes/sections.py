@@ -1,5 +1,5 @@
 """The fixed sections of a recipe: tasks, training (optimizer, schedule, early stopping), baselines,
-distribution, calibration, export, tracking, and the backbone and its freezing. Each is a frozen pydantic model; an omitted or empty section takes its defaults."""
+distribution, calibration, export, tracking, the backbone and its freezing, and the encodings of raw columns. Each is a frozen pydantic model; an omitted or empty section takes its defaults."""
 
 from __future__ import annotations
 
@@ -71,8 +71,37 @@ class TrainingSpec(Section):
 
 
 class BaselinesSpec(Section):
-    enabled: bool = True
+    """What the multi-task model is compared with: its single-task networks (Δm is defined against them)
+    and, for tabular data, classical reference models per task (rows in the report, not in Δm)."""
+
+    single_task: bool = Field(
+        default=True, description="train the single-task networks (Δm); `enabled` is its old name"
+    )
     epochs: PositiveInt | None = Field(default=None, description="default: training.epochs")
+    gbdt: bool = Field(default=False, description="scikit-learn HistGradientBoosting per task (tabular data)")
+    linear: bool = Field(default=False, description="logistic / ridge regression per task (tabular data)")
+    max_rows: PositiveInt = Field(
+        default=200_000, description="training rows of the reference models (a uniform sample beyond)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "enabled" in data:
+            if "single_task" in data:
+                raise RecipeError("enabled", "is the old name of `single_task`; give one of them")
+            data = {("single_task" if k == "enabled" else k): v for k, v in data.items()}
+        return data
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the single-task networks are trained (the old name of ``single_task``)."""
+        return self.single_task
+
+    @property
+    def references(self) -> list[str]:
+        """The reference models asked for, in report order."""
+        return [name for name in ("gbdt", "linear") if getattr(self, name)]
 
 
 def _strategy_names() -> list[str]:
@@ -199,3 +228,42 @@ __all__ = [
     "TrackingSpec",
     "TrainingSpec",
 ]
+
+
+#: An encoding: its name, or the :class:`~mtl_keras.data.columns.ColumnSpec` fields other than ``kind``.
+EncodingValue = str | dict[str, Any]
+
+
+class EncodingsSpec(Section):
+    """How the raw tabular columns of the data set are encoded, over the data set's own specs: first per kind
+    (every column of that kind), then per column (``columns``). A value is an encoding name (``periodic``)
+    or a dict of :class:`~mtl_keras.data.columns.ColumnSpec` fields without ``kind``
+    (``{encoding: piecewise_linear, num_bins: 32}``)."""
+
+    model_config = ConfigDict(strict=False, extra="forbid", frozen=True, protected_namespaces=())
+
+    numeric: EncodingValue | None = Field(
+        default=None, description="standardize (default), periodic (PLR) or piecewise_linear (PLE-Q)"
+    )
+    categorical: EncodingValue | None = Field(default=None, description="one_hot (default) or embedding")
+    integer_categorical: EncodingValue | None = Field(default=None, description="one_hot or embedding")
+    id: EncodingValue | None = Field(default=None, description="hash (default) or vocabulary")
+    multi_hot: EncodingValue | None = Field(default=None, description="embedding (default) or multi_hot")
+    columns: dict[str, EncodingValue] = Field(default_factory=dict, description="{column: encoding}")
+
+    @model_validator(mode="after")
+    def _no_kind(self) -> EncodingsSpec:
+        values = {
+            k: getattr(self, k) for k in ("numeric", "categorical", "integer_categorical", "id", "multi_hot")
+        }
+        values.update({f"columns.{k}": v for k, v in self.columns.items()})
+        for key, value in values.items():
+            if isinstance(value, dict) and "kind" in value:
+                raise RecipeError(
+                    f"{key}.kind", "an encoding keeps the column's kind; set only encoding and its options"
+                )
+        return self
+
+    @property
+    def empty(self) -> bool:
+        return self == EncodingsSpec()

@@ -9,6 +9,7 @@ from mtl_keras.data import DATASETS, MultiTaskDataset, load_dataset
 def test_datasets_registry_names_the_loaders():
     assert {
         "census": data.load_census,
+        "census_kdd": data.load_census_kdd,
         "click_conversion": data.click_conversion,
         "synthetic_mmoe": data.synthetic_mmoe,
         "sincos": data.sincos,

@@ -33,9 +33,11 @@ from keras.src.backend.common import global_state
 
 from mtl_keras.layers.calibration import IsotonicCalibration, TemperatureScaling
 from mtl_keras.layers.cross_stitch import CrossStitch
-from mtl_keras.layers.imputation import ImputeMissing
+from mtl_keras.layers.imputation import ImputeMissing, MissingIndicator
 from mtl_keras.layers.mixture_of_experts import ConcatExperts, Experts, Gate, GatedMixture
 from mtl_keras.layers.orthogonality import OrthogonalityPenalty
+from mtl_keras.layers.periodic import PeriodicEmbedding
+from mtl_keras.layers.piecewise_linear import PiecewiseLinearEncoding
 from mtl_keras.layers.sluice import LayerStitch
 from mtl_keras.layers.soft_sharing import SoftSharedDense
 from mtl_keras.layers.tokens import MaskedMean, SplitTokens
@@ -216,6 +218,25 @@ CASES = [
         ImputeMissing,
         {"fill_value": -1.0, "indicator": False},
         (4, 3),
+        (4, 3),
+        built_after_instantiation=True,
+    ),
+    Case("missing_indicator", MissingIndicator, {}, (4, 3), (4, 3), built_after_instantiation=True),
+    # Numerical embeddings: PLR has frequencies, a kernel and a bias (per feature, in one variable each);
+    # the piecewise-linear encoding's edges are constructor arguments.
+    Case(
+        "periodic_embedding",
+        PeriodicEmbedding,
+        {"embedding_dim": 4, "num_frequencies": 3, "frequency_scale": 0.5, "seed": 1},
+        (4, 2),
+        (4, 8),
+        trainable=3,
+    ),
+    Case(
+        "piecewise_linear",
+        PiecewiseLinearEncoding,
+        {"edges": [-1.0, 0.0, 0.5, 2.0]},
+        (4, 1),
         (4, 3),
         built_after_instantiation=True,
     ),

@@ -22,20 +22,37 @@ _ROUNDS = 5
 _POINTS = 16
 
 
-@compiled
 def cagrad_weights(g: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
     """Row weights (T,) of the CAGrad update ``d = g0 + (√φ / ‖g_w‖) g_w`` for the Gram matrix g.
 
     ``w = argmin_{w ∈ simplex} g_wᵀ g0 + √φ ‖g_w‖`` over the active rows, with ``g0 = Jᵀ(1/T)``,
     ``φ = c² ‖g0‖²`` and ``g_w = Jᵀ w``, solved by the interior-point method on the Gram matrix
-    normalised by its largest diagonal entry.
+    normalised by its largest diagonal entry. When the dual answer misses the dual bound (0 in the hull),
+    the primal bisection replaces it. The two are compiled separately, and the choice between them is made
+    outside XLA, so the bisection is compiled only when a step first needs it.
     """
+    alpha, lower, upper = _dual_weights(g, c)
+    return tf.cond(
+        upper - lower <= _GAP, lambda: alpha, lambda: _bisection_weights(g, c, alpha, lower, upper)
+    )
+
+
+def _problem(g: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """``(active, h, mean, h_mean, radius)``: the active rows, the normalised Gram matrix, 1/T, H·(1/T) and
+    the ball's radius c ‖g0‖ in normalised units."""
     active = active_rows(g)
     h, _ = normalize(g, active)
     num = tf.shape(h)[0]
     mean = tf.fill([num], 1.0 / tf.cast(num, tf.float64))
     h_mean = small_matvec(h, mean)
     radius = c * tf.sqrt(tf.maximum(tf.reduce_sum(mean * h_mean), 0.0))  # c ‖g0‖
+    return active, h, mean, h_mean, radius
+
+
+@compiled
+def _dual_weights(g: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``(alpha, lower, upper)``: the dual's row weights, their worst improvement and the dual bound."""
+    active, h, mean, h_mean, radius = _problem(g, c)
     inactive = 1.0 - tf.cast(active, tf.float64)
     # An absent task gets a decoupled variable with ½ w² + (3 + 2c) w: its cost exceeds every partial
     # derivative on the active rows (each ≤ 1 + c after normalisation), so its optimal weight is 0.
@@ -57,12 +74,17 @@ def cagrad_weights(g: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
     # Weak duality: the dual objective at any simplex point bounds the worst improvement from above; the
     # dual's d attains it unless g_w vanishes at the optimum (0 in the hull), where its direction is arbitrary.
     upper = tf.reduce_sum(w * h_mean) + radius * tf.sqrt(tf.maximum(tf.reduce_sum(w * hw), 0.0))
-    lower = _worst(h, alpha, active)
-    return tf.cond(
-        upper - lower <= _GAP,
-        lambda: alpha,
-        lambda: _primal_by_bisection(h, mean, h_mean, radius, active, lower, upper, alpha),
-    )
+    return alpha, _worst(h, alpha, active), upper
+
+
+@compiled
+def _bisection_weights(
+    g: tf.Tensor, c: tf.Tensor, alpha: tf.Tensor, lower: tf.Tensor, upper: tf.Tensor
+) -> tf.Tensor:
+    """The primal optimum's row weights, bracketed by the dual answer ``alpha`` (worst improvement
+    ``lower``, feasible) and the dual bound ``upper``."""
+    active, h, mean, h_mean, radius = _problem(g, c)
+    return _primal_by_bisection(h, mean, h_mean, radius, active, lower, upper, alpha)
 
 
 def _worst(h: tf.Tensor, alpha: tf.Tensor, active: tf.Tensor) -> tf.Tensor:
