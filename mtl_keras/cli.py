@@ -27,6 +27,7 @@ examples:
   mtl-keras train zoo/synthetic_mmoe.yaml --set training.epochs=2 --set balancer=pcgrad --output runs/try
   mtl-keras train zoo/census_mmoe.yaml --strategy mirrored     # on every local GPU
   mtl-keras tune tuning/census_search.yaml --max-trials 10
+  mtl-keras affinity zoo/synthetic_mmoe.yaml --groups 2      # which tasks should share a network
   mtl-keras evaluate runs/census_mmoe
   mtl-keras export runs/census_mmoe            # a new version under saved_models/census_mmoe/
   mtl-keras export --check saved_models/census_mmoe/1
@@ -93,6 +94,47 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument(
         "--output", "-o", metavar="RECIPE", help="the recipe to write (default: <file stem>.yaml)"
+    )
+
+    affinity = commands.add_parser(
+        "affinity",
+        help="measure task affinity (lookahead during one run, or pairwise training) and group the tasks",
+        description="Measure which tasks help each other and split them into at most K groups. "
+        "lookahead (default): one training run of the recipe with a lookahead step per task every k "
+        "steps (Fifty et al. 2021). pairwise: train every task pair and every task alone with the "
+        "recipe's budget; its cost grows as T^2 (T(T-1)/2 pair runs plus the baselines), --pairs "
+        "trains a subset. Writes DIR/affinity.json, DIR/affinity.png and prints the matrix and groups.",
+    )
+    affinity.add_argument("recipe", help="a recipe YAML file, e.g. zoo/synthetic_mmoe.yaml")
+    affinity.add_argument(
+        "--method", choices=["lookahead", "pairwise"], default="lookahead", help="default: lookahead"
+    )
+    affinity.add_argument(
+        "--groups", type=int, default=2, metavar="K", help="split into at most K groups (default: 2)"
+    )
+    affinity.add_argument(
+        "--every", type=int, default=1, metavar="k", help="lookahead: measure every k steps (default: 1)"
+    )
+    affinity.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        metavar="LR",
+        help="lookahead: the SGD lookahead step size (default: the optimizer's current learning rate)",
+    )
+    affinity.add_argument(
+        "--pairs",
+        metavar="A:B,C:D",
+        help="pairwise: train only these pairs (default: all T(T-1)/2 pairs)",
+    )
+    affinity.add_argument("--output", "-o", help="output directory (default: runs/<recipe name>/affinity)")
+    affinity.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value (YAML), e.g. --set training.epochs=3 (repeatable)",
     )
 
     add_tune_parser(commands)
@@ -180,6 +222,33 @@ def _train(args: argparse.Namespace) -> int:
     _print(f"\nwrote {output / 'report.json'}, {output / 'report.md'} and plots in {output / 'plots'}")
     if "export" in report:
         _print(f"exported {report['export']}")
+    return 0
+
+
+def _affinity(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from mtl_keras.analysis.affinity import AffinitySettings, format_affinity, run_affinity
+    from mtl_keras.experiments import prepare
+    from mtl_keras.recipes import RecipeError, load_recipe
+
+    try:
+        settings = AffinitySettings(
+            method=args.method,
+            groups=args.groups,
+            every=args.every,
+            learning_rate=args.learning_rate,
+            pairs=args.pairs,
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise RecipeError(f"--{first['loc'][0]}".replace("_", "-"), first["msg"]) from None
+    recipe = load_recipe(args.recipe, list(args.overrides))
+    output = Path(args.output or os.path.join("runs", recipe.name, "affinity"))
+    prepared = prepare(recipe)
+    payload = run_affinity(prepared, output, settings)
+    _print(format_affinity(payload))
+    _print(f"\nwrote {output / 'affinity.json'} and {payload['plot']}")
     return 0
 
 
@@ -300,6 +369,7 @@ def _list(args: argparse.Namespace) -> int:
 COMMANDS = {
     "init": _init,
     "train": _train,
+    "affinity": _affinity,
     "tune": tune_command,
     "evaluate": _evaluate,
     "export": _export,

@@ -29,6 +29,7 @@ from mtl_keras.tasks import Task, as_tasks
 from mtl_keras.training import LossTerm, Runner, StepMetrics, TaskGradientHook, TaskLosses, choose_step
 from mtl_keras.training.arguments import per_task, serialized_per_task
 from mtl_keras.training.epoch_hook import WeightingEpochHook
+from mtl_keras.training.lookahead import LookaheadHook
 
 __all__ = ["BalancerState", "MultiTaskModel", "WeightingEpochHook"]
 
@@ -81,6 +82,7 @@ class MultiTaskModel(keras.Model):
         self._mtl_compiled = False
         self._loss_terms: list[LossTerm] = []
         self._task_gradient_hooks: list[TaskGradientHook] = []
+        self._lookahead_hooks: list[LookaheadHook] = []
         # Holds the balancer's own variables (e.g. uncertainty log-variances) so they are trained,
         # saved and restored with the model; it is not part of the graph.
         self.balancer_state = BalancerState(name="balancer_state")
@@ -203,6 +205,7 @@ class MultiTaskModel(keras.Model):
             self._step_metrics,
             loss_terms=[*self._loss_terms, *self._extra_losses],
             gradient_hooks=self._task_gradient_hooks,
+            lookahead_hooks=self._lookahead_hooks,
         )
         # XLA is opt-in: the gradient aggregators' iterative solvers are written for graph mode, and
         # docs/methods.md measured no XLA speed-up on CPU.
@@ -261,10 +264,24 @@ class MultiTaskModel(keras.Model):
         self._task_gradient_hooks.append(fn)
         self._retrace()
 
+    def add_lookahead_hook(self, fn: LookaheadHook) -> None:
+        """Call ``fn(probe)`` in every training step, before the update, with a
+        :class:`~mtl_keras.training.lookahead.LookaheadProbe` of the step's batch: the task gradients of
+        the shared variables and the task losses at other shared values, without assigning anything
+        (task affinity, :class:`~mtl_keras.callbacks.LookaheadAffinity`). It runs inside the compiled step."""
+        self._lookahead_hooks.append(fn)
+        self._retrace()
+
+    def remove_lookahead_hook(self, fn: LookaheadHook) -> None:
+        """Forget a hook of :meth:`add_lookahead_hook` (the next step is traced without it)."""
+        self._lookahead_hooks = [hook for hook in self._lookahead_hooks if hook != fn]
+        self._retrace()
+
     def _retrace(self) -> None:
         if getattr(self, "_mtl_compiled", False):
             self._runner.loss_terms = [*self._loss_terms, *self._extra_losses]
             self._runner.gradient_hooks = list(self._task_gradient_hooks)
+            self._runner.lookahead_hooks = list(self._lookahead_hooks)
         self.train_function = None
         self.test_function = None
 

@@ -1,14 +1,16 @@
 """Keras callbacks for multi-task training: per-task / composite early stopping, gradient-conflict logging,
-and a warning when the tasks' losses differ in scale."""
+lookahead inter-task affinity, and a warning when the tasks' losses differ in scale."""
 
 from mtl_keras.callbacks.composite_early_stopping import CompositeEarlyStopping
 from mtl_keras.callbacks.gradient_conflict_monitor import GradientConflictMonitor
+from mtl_keras.callbacks.lookahead_affinity import LookaheadAffinity
 from mtl_keras.callbacks.loss_scale import LossScaleWarning, loss_scale_message
 from mtl_keras.callbacks.per_task_early_stopping import PerTaskEarlyStopping, task_head_variables
 
 __all__ = [
     "CompositeEarlyStopping",
     "GradientConflictMonitor",
+    "LookaheadAffinity",
     "LossScaleWarning",
     "PerTaskEarlyStopping",
     "loss_scale_message",

@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from mtl_keras.balancers import Balancer
+from mtl_keras.training.lookahead import LookaheadHook, LookaheadProbe
 from mtl_keras.training.losses import TaskLosses
 from mtl_keras.training.metrics import StepMetrics
 from mtl_keras.training.replicas import all_reduce_sum, num_replicas
@@ -95,6 +96,7 @@ class Runner:
         *,
         loss_terms: Sequence[LossTerm] = (),
         gradient_hooks: Sequence[TaskGradientHook] = (),
+        lookahead_hooks: Sequence[LookaheadHook] = (),
     ) -> None:
         self.model = model
         self.step = step
@@ -103,6 +105,7 @@ class Runner:
         self.metrics = metrics
         self.loss_terms = list(loss_terms)
         self.gradient_hooks = list(gradient_hooks)
+        self.lookahead_hooks = list(lookahead_hooks)
 
     # --- loss scaling and replicas ----------------------------------------------------------------------
 
@@ -199,7 +202,8 @@ class Runner:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         labels, sample_weight = self.task_losses.standardize(y, sample_weight)
         step, replicas = self.step, self.num_replicas
-        with tf.GradientTape(persistent=step.persistent or bool(self.gradient_hooks)) as tape:
+        persistent = step.persistent or bool(self.gradient_hooks) or bool(self.lookahead_hooks)
+        with tf.GradientTape(persistent=persistent) as tape:
             y_pred, representation = step.forward(self, x)
             by_task = dict(zip(self.task_losses.names, labels, strict=True))
             # Read the layers' added losses right after this replica's forward pass: replica threads share
@@ -214,7 +218,7 @@ class Runner:
             ]
             state.scaled_regularization = self.loss_scaled(regularization / replicas)
             state.scaled_objective = self.loss_scaled(tf.add_n(state.terms)) + state.scaled_regularization
-            if self.gradient_hooks:
+            if self.gradient_hooks or self.lookahead_hooks:
                 state.recorded["hooks"] = [self.loss_scaled(share) for share in shares]
             step.record(self, state)
         state.variables = self.model.trainable_variables
@@ -225,6 +229,10 @@ class Runner:
             )
             for hook in self.gradient_hooks:
                 hook(task_grads, losses)
+        if self.lookahead_hooks:
+            probe = LookaheadProbe(self, tape, state.recorded["hooks"], x, labels, sample_weight)
+            for lookahead in self.lookahead_hooks:
+                lookahead(probe)
         del tape
         return grads, state
 
