@@ -43,6 +43,18 @@ def _folder(name: str) -> Path:
     return Path(__file__).resolve().parent.parent / name
 
 
+def _add_overrides(command: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): recipe overrides, for every command that reads a recipe."""
+    command.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value (YAML), e.g. --set training.epochs=3 (repeatable)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtl-keras",
@@ -56,14 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a recipe and its single-task baselines; report Δm %%")
     train.add_argument("recipe", help="a recipe YAML file, e.g. zoo/census_mmoe.yaml")
     train.add_argument("--output", "-o", help="run directory (default: runs/<recipe name>)")
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe value (YAML), e.g. --set training.epochs=3 (repeatable)",
-    )
+    _add_overrides(train)
     train.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
     )
@@ -128,14 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         help="pairwise: train only these pairs (default: all T(T-1)/2 pairs)",
     )
     affinity.add_argument("--output", "-o", help="output directory (default: runs/<recipe name>/affinity)")
-    affinity.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe value (YAML), e.g. --set training.epochs=3 (repeatable)",
-    )
+    _add_overrides(affinity)
 
     add_tune_parser(commands)
 

@@ -267,19 +267,25 @@ def _log_missing(name: str, stats: ColumnStats, median: float) -> None:
     )
 
 
-def _standardize(name: str, safe: str, column: ColumnSpec, stats: ColumnStats, tensor: Any) -> Any:
+def _normalized(name: str, safe: str, stats: ColumnStats, tensor: Any, *, indicator: bool) -> Any:
+    """``(x - mean) / std`` of the training values; with missing training values, NaN -> the standardised
+    median (plus the 0/1 indicator column when ``indicator``)."""
     assert stats.mean is not None and stats.variance is not None
     variance = stats.variance if stats.variance > 0 else 1.0
-    norm = keras.layers.Normalization(
+    value = keras.layers.Normalization(
         axis=-1, mean=[stats.mean], variance=[variance], name=f"normalize_{safe}"
-    )
+    )(tensor)
     if not stats.missing:
         logger.debug("Raw feature %r: no missing values in %d.", name, stats.count)
-        return norm(tensor)
+        return value
     median = stats.median if stats.median is not None else stats.mean
     fill = float((median - stats.mean) / np.sqrt(variance))
     _log_missing(name, stats, median)
-    return ImputeMissing(fill, indicator=True, name=f"impute_{safe}")(norm(tensor))
+    return ImputeMissing(fill, indicator=indicator, name=f"impute_{safe}")(value)
+
+
+def _standardize(name: str, safe: str, column: ColumnSpec, stats: ColumnStats, tensor: Any) -> Any:
+    return _normalized(name, safe, stats, tensor, indicator=True)
 
 
 def _with_indicator(encoded: Any, safe: str, stats: ColumnStats, tensor: Any) -> Any:
@@ -291,16 +297,7 @@ def _with_indicator(encoded: Any, safe: str, stats: ColumnStats, tensor: Any) ->
 
 def _periodic(name: str, safe: str, column: ColumnSpec, stats: ColumnStats, tensor: Any) -> Any:
     """PLR on the standardised value (NaN filled with the standardised median), then the indicator."""
-    assert stats.mean is not None and stats.variance is not None
-    variance = stats.variance if stats.variance > 0 else 1.0
-    value = keras.layers.Normalization(
-        axis=-1, mean=[stats.mean], variance=[variance], name=f"normalize_{safe}"
-    )(tensor)
-    if stats.missing:
-        median = stats.median if stats.median is not None else stats.mean
-        _log_missing(name, stats, median)
-        fill = float((median - stats.mean) / np.sqrt(variance))
-        value = ImputeMissing(fill, indicator=False, name=f"impute_{safe}")(value)
+    value = _normalized(name, safe, stats, tensor, indicator=False)
     options = {
         key: getattr(column, key) if getattr(column, key) is not None else default
         for key, default in PERIODIC_DEFAULTS.items()

@@ -48,16 +48,35 @@ _BATCH = 8192
 _PARALLEL_ROWS = 50_000
 
 
+def _concatenate(parts: list[Any]) -> Any:
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return np.concatenate(parts)
+
+
+def _take(part: Any, index: np.ndarray) -> Any:
+    return {k: v[index] for k, v in part.items()} if isinstance(part, dict) else part[index]
+
+
 def _collect(
     dataset: Any, split: str, max_rows: int | None, seed: int
 ) -> tuple[Any, dict[str, np.ndarray], int]:
     """``(x, y, rows seen)`` of ``split`` as NumPy: x a dict of 1-D columns or a 2-D array; with ``max_rows``
     a uniform sample of that many rows (the ones with the smallest seeded random keys), in file order."""
     rng = np.random.default_rng(seed)
-    kept_x: Any = None
-    kept_y: dict[str, np.ndarray] | None = None
-    keys = np.zeros(0)
-    seen = 0
+    parts_x: list[Any] = []
+    parts_y: list[dict[str, np.ndarray]] = []
+    parts_keys: list[np.ndarray] = []
+    held = seen = 0
+
+    def sample() -> tuple[Any, dict[str, np.ndarray], np.ndarray]:
+        """The held rows reduced to the ``max_rows`` with the smallest keys, in file order."""
+        x, y, keys = _concatenate(parts_x), _concatenate(parts_y), np.concatenate(parts_keys)
+        if max_rows is None or len(keys) <= max_rows:
+            return x, y, keys
+        chosen = np.sort(np.argpartition(keys, max_rows)[:max_rows])
+        return _take(x, chosen), _take(y, chosen), keys[chosen]
+
     for batch in dataset.batches(split, _BATCH):
         x, y = batch[0], batch[1]
         if isinstance(x, Mapping):
@@ -66,30 +85,19 @@ def _collect(
         else:
             x_np = np.asarray(x)
             n = len(x_np)
-        y_np = {k: np.asarray(v, dtype=np.float64).reshape(n, -1)[:, 0] for k, v in y.items()}
-        order = np.arange(seen, seen + n, dtype=np.float64)
+        parts_x.append(x_np)
+        parts_y.append({k: np.asarray(v, dtype=np.float64).reshape(n, -1)[:, 0] for k, v in y.items()})
+        parts_keys.append(rng.random(n) if max_rows is not None else np.zeros(n))
+        held += n
         seen += n
-        batch_keys = rng.random(n) if max_rows is not None else order
-        if kept_x is None:
-            kept_x, kept_y, keys = x_np, y_np, batch_keys
-        else:
-            assert kept_y is not None
-            kept_x = (
-                {k: np.concatenate([kept_x[k], v]) for k, v in x_np.items()}
-                if isinstance(x_np, dict)
-                else np.concatenate([kept_x, x_np])
-            )
-            kept_y = {k: np.concatenate([kept_y[k], v]) for k, v in y_np.items()}
-            keys = np.concatenate([keys, batch_keys])
-        if max_rows is not None and len(keys) > max_rows:
-            chosen = np.sort(np.argpartition(keys, max_rows)[:max_rows])
-            keys = keys[chosen]
-            kept_x = {k: v[chosen] for k, v in kept_x.items()} if isinstance(kept_x, dict) else kept_x[chosen]
-            assert kept_y is not None
-            kept_y = {k: v[chosen] for k, v in kept_y.items()}
-    if kept_x is None or kept_y is None:
+        if max_rows is not None and held > 2 * max_rows:  # memory bounded by the sample, not the split
+            kept = sample()
+            parts_x, parts_y, parts_keys = [kept[0]], [kept[1]], [kept[2]]
+            held = len(kept[2])
+    if not parts_x:
         raise ValueError(f"Expected rows in the {split!r} split to fit reference models on. Received none.")
-    return kept_x, kept_y, seen
+    x_all, y_all, _ = sample()
+    return x_all, y_all, seen
 
 
 def _text(values: np.ndarray) -> np.ndarray:
