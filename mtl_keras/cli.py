@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
     )
     train.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="train with N seeds (the recipe's seed, seed+1, ...) and give each task a verdict: helps, no "
+        "measurable effect or hurts (served from its single-task model); overrides the recipe's seeds",
+    )
+    train.add_argument(
         "--strategy",
         metavar="NAME",
         help="distribution strategy, overrides the recipe's distribute.strategy: default (one device), "
@@ -198,28 +205,52 @@ def _train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.strategy is not None:
         overrides.append(f"distribute.strategy={args.strategy}")
+    if args.seeds is not None:
+        overrides.append(f"seeds={args.seeds}")
     if "search" in read_raw_recipe(args.recipe, overrides):  # a search recipe trains with its own values
         raw, _ = load_search_recipe(args.recipe, overrides)
         recipe = validate(raw, directory=Path(args.recipe).resolve().parent)
     else:
         recipe = load_recipe(args.recipe, overrides)
     output = Path(args.output or os.path.join("runs", recipe.name))
+    if recipe.seeds > 1:
+        return _train_seeds(args, recipe, output)
     prepared = prepare(recipe)  # every recipe error is raised before anything is written
     try:
         report = run(prepared, output, resume=args.resume)
     except KeyboardInterrupt:
-        again = [args.recipe, "--output", str(output)]
-        again += [f"--set {shlex.quote(item)}" for item in args.overrides]
-        again += ["--strategy", args.strategy] if args.strategy is not None else []
-        sys.stderr.write(
-            f"\ninterrupted: the last checkpoint is in {output}; continue with\n"
-            f"  mtl-keras train {' '.join(again)} --resume\n"
-        )
-        return 130
+        return _interrupted(args, output)
     _print(format_table(report))
     _print(f"\nwrote {output / 'report.json'}, {output / 'report.md'} and plots in {output / 'plots'}")
     if "export" in report:
         _print(f"exported {report['export']}")
+    return 0
+
+
+def _interrupted(args: argparse.Namespace, output: Path) -> int:
+    again = [args.recipe, "--output", str(output)]
+    again += [f"--set {shlex.quote(item)}" for item in args.overrides]
+    again += ["--strategy", args.strategy] if args.strategy is not None else []
+    again += ["--seeds", str(args.seeds)] if args.seeds is not None else []
+    sys.stderr.write(
+        f"\ninterrupted: the last checkpoint is in {output}; continue with\n"
+        f"  mtl-keras train {' '.join(again)} --resume\n"
+    )
+    return 130
+
+
+def _train_seeds(args: argparse.Namespace, recipe: Any, output: Path) -> int:
+    from mtl_keras.evaluation.verdict import format_verdicts
+    from mtl_keras.experiments.preparation import prepare
+    from mtl_keras.experiments.seeds import run_seeds, seed_recipes
+
+    first = prepare(seed_recipes(recipe)[0])  # every recipe error is raised before anything is written
+    try:
+        summary = run_seeds(recipe, output, resume=args.resume, first=first)
+    except KeyboardInterrupt:
+        return _interrupted(args, output)
+    _print(format_verdicts(summary))
+    _print(f"\nwrote {output / 'report.json'}, {output / 'report.md'} and one run per seed in {output}")
     return 0
 
 
@@ -253,11 +284,17 @@ def _affinity(args: argparse.Namespace) -> int:
 def _load_run(run_dir: str) -> tuple[Any, Any]:
     import keras
 
+    from mtl_keras.experiments.seeds import SERVING_FILE
     from mtl_keras.experiments.train import MODEL_FILE
     from mtl_keras.recipes import RecipeError, validate
 
     directory = Path(run_dir)
     recipe_file, model_file = directory / "recipe.json", directory / MODEL_FILE
+    if (directory / SERVING_FILE).exists() and not model_file.exists():
+        runs = sorted(p.name for p in directory.glob("seed_*") if p.is_dir())
+        raise RecipeError(
+            "", f"{run_dir!r} is a run over several seeds; name one of its runs, e.g. {directory / runs[0]}"
+        )
     for path in (recipe_file, model_file):
         if not path.exists():
             raise RecipeError(
@@ -305,8 +342,15 @@ def _export(args: argparse.Namespace) -> int:
         return 0 if report.get("ok") else 1
     from mtl_keras.experiments.calibrating import CALIBRATION_FILE
     from mtl_keras.experiments.preparation import load_data
+    from mtl_keras.experiments.seeds import export_seeds, is_seeds_run
     from mtl_keras.experiments.train import export, export_dir
+    from mtl_keras.recipes import validate
 
+    if is_seeds_run(args.path):  # each task from the model its verdict chose
+        directory = Path(args.path)
+        recipe = validate(json.loads((directory / "recipe.json").read_text()), directory=directory)
+        _print(f"exported {export_seeds(directory, recipe, args.base_dir or export_dir(recipe))}")
+        return 0
     recipe, model = _load_run(args.path)
     calibration_file = Path(args.path) / CALIBRATION_FILE
     calibration = json.loads(calibration_file.read_text()) if calibration_file.exists() else None

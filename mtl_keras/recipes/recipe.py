@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from mtl_keras.option_types import PositiveInt
 from mtl_keras.recipes.components import ArchitectureSpec, BalancerSpec, DataSpec
 from mtl_keras.recipes.errors import RecipeError, translate
 from mtl_keras.recipes.sections import (
@@ -43,6 +44,9 @@ class Recipe(Section):
     name: str
     description: str = ""
     seed: int = 0
+    seeds: PositiveInt = Field(
+        default=1, description="train with seeds seed, seed+1, ...; >= 2 gives a verdict per task"
+    )
     imports: list[str] = Field(default_factory=list, description="modules to import first")
     data: DataSpec = Field(description="name: <data set> plus its options, or tfds: {...}")
     tasks: dict[str, TaskSpec] = Field(default_factory=dict, description="{task: {weight, metrics, loss}}")
@@ -88,6 +92,14 @@ class Recipe(Section):
     def _frozen_backbone(self) -> Recipe:
         if self.freeze.backbone and self.backbone is None:
             raise RecipeError("freeze.backbone", "there is no `backbone` section to freeze")
+        return self
+
+    @model_validator(mode="after")
+    def _seeds_need_baselines(self) -> Recipe:
+        if self.seeds > 1 and not self.baselines.single_task:
+            raise RecipeError(
+                "seeds", "a verdict per task needs the single-task networks; set baselines.single_task: true"
+            )
         return self
 
     @model_validator(mode="after")

@@ -83,6 +83,15 @@ class BaselinesSpec(Section):
     max_rows: PositiveInt = Field(
         default=200_000, description="training rows of the reference models (a uniform sample beyond)"
     )
+    significance: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="with seeds >= 2: level of the t-test behind each task's helps / hurts verdict",
+    )
+    min_effect_percent: NonNegativeFloat = Field(
+        default=0.0, description="with seeds >= 2: smallest mean relative change (%) called helps / hurts"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -164,6 +173,10 @@ class ExportSpec(Section):
     enabled: bool = True
     base_dir: str | None = Field(default=None, description="default: saved_models/<recipe name>")
     fusion: FusionSpec | None = Field(default=None, description="a score-fusion signature {name, formula}")
+    serve: Literal["best", "multi_task"] = Field(
+        default="best",
+        description="with seeds >= 2, best serves a task whose verdict is hurts from its single-task model",
+    )
 
 
 class CalibrationSpec(Section):
