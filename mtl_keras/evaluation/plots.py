@@ -290,3 +290,82 @@ def plot_reliability(reliability: Mapping[str, Any], path: str | os.PathLike[str
         axis.grid(alpha=0.3)
     figure.suptitle("Reliability (test split)")
     return _save(figure, path)
+
+
+#: Pairs drawn one by one in the cosine trend; beyond, only their mean and spread.
+TREND_PAIRS = 10
+
+
+def plot_conflict_trend(
+    history: Any, task_names: Sequence[str | Task], path: str | os.PathLike[str]
+) -> str | None:
+    """The pairwise task-gradient cosines (``cos_<a>_<b>``, epoch means) against the epoch: one line per
+    pair (up to :data:`TREND_PAIRS` pairs, else their mean with its min–max band) and, when logged, the
+    fraction of conflicting pairs.
+
+    Returns the path, or None when no ``cos_`` entry is logged or there is only one epoch (no trend).
+    """
+    data = _history_dict(history)
+    names = _names(task_names)[0]
+    pairs = [
+        (a, b)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if data.get(f"cos_{a}_{b}") and not all(math.isnan(v) for v in data[f"cos_{a}_{b}"])
+    ]
+    if not pairs or max(len(data[f"cos_{a}_{b}"]) for a, b in pairs) < 2:
+        return None
+    figure = Figure(figsize=(6.8, 4.2), layout="constrained")
+    axis = figure.subplots()
+    if len(pairs) <= TREND_PAIRS:
+        for a, b in pairs:
+            values = data[f"cos_{a}_{b}"]
+            axis.plot(_epochs(values), values, marker="o", markersize=3, label=f"{a} · {b}")
+    else:
+        matrix = np.array([data[f"cos_{a}_{b}"] for a, b in pairs], dtype=np.float64)
+        epochs = _epochs(list(matrix[0]))
+        axis.fill_between(epochs, np.nanmin(matrix, 0), np.nanmax(matrix, 0), alpha=0.25, label="min–max")
+        axis.plot(
+            epochs, np.nanmean(matrix, 0), marker="o", markersize=3, label=f"mean of {len(pairs)} pairs"
+        )
+    if data.get("conflict_fraction"):
+        values = data["conflict_fraction"]
+        axis.plot(_epochs(values), values, color="black", linestyle="--", label="conflicting fraction")
+    axis.axhline(0.0, color="grey", linewidth=0.8)
+    axis.set_ylim(-1.05, 1.05)
+    axis.set_title("Task-gradient cosine on shared parameters, per epoch")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("cosine(g_i, g_j)")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_gates(usage: Mapping[str, Any], path: str | os.PathLike[str]) -> str | None:
+    """Heat-map of each gated mixture's mean weight per expert (:func:`mtl_keras.analysis.gates.gate_usage`);
+    rows are the mixtures (one per task in MMoE), columns the experts of their stack. None without mixtures.
+    """
+    rows = dict(usage.get("mixtures") or {})
+    if not rows:
+        return None
+    width = max(len(v) for v in rows.values())
+    matrix = np.full((len(rows), width), np.nan)
+    for i, values in enumerate(rows.values()):
+        matrix[i, : len(values)] = values
+    figure = Figure(figsize=(0.7 * width + 3.4, 0.45 * len(rows) + 1.8), layout="constrained")
+    axis = figure.subplots()
+    image = axis.imshow(np.ma.masked_invalid(matrix), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    axis.set_yticks(range(len(rows)), labels=list(rows))
+    axis.set_xticks(range(width))
+    axis.set_xlabel("expert")
+    if width * len(rows) <= 200:
+        for i in range(len(rows)):
+            for j in range(width):
+                if not math.isnan(matrix[i, j]):
+                    colour = "black" if matrix[i, j] > 0.6 else "white"
+                    axis.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", color=colour, fontsize=8)
+    figure.colorbar(image, ax=axis, label="mean gate weight")
+    axis.set_title(
+        f"Mean gate weight per expert ({usage.get('examples', 0):,} validation examples)", fontsize=10
+    )
+    return _save(figure, path)

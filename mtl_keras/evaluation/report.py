@@ -339,6 +339,9 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
     extra = {k: v for k, v in report.items() if k not in _RESERVED and not isinstance(v, (list, dict))}
     lines.extend(f"{k}: {_format_value(v) if isinstance(v, float) else v}" for k, v in extra.items())
     lines.extend(_calibration_lines(report.get("calibration")))
+    gates = report.get("gates")
+    if isinstance(gates, Mapping):
+        lines.extend(f"gates: {warning}" for warning in gates.get("warnings") or [])
     lines.extend(_reference_lines(report.get("reference")))
     return lines
 

@@ -114,8 +114,25 @@ def _plots(history: dict[str, list[float]], tasks: list[Task], plots_dir: Path) 
         plots.plot_validation_curves(history, tasks, plots_dir / "validation_curves.png"),
         plots.plot_task_weights(history, tasks, plots_dir / "task_weights.png"),
         plots.plot_conflicts(history, tasks, plots_dir / "gradient_cosine.png"),
+        plots.plot_conflict_trend(history, tasks, plots_dir / "gradient_cosine_trend.png"),
     ]
     return [str(p) for p in written if p is not None]
+
+
+def _gates(prepared: Prepared, path: Path) -> dict[str, Any] | None:
+    """Mean gate weight per expert on the validation split, collapse warnings and their heat-map (models
+    with gated mixtures only; see :mod:`mtl_keras.analysis.gates`)."""
+    from mtl_keras.analysis.gates import collapse_warnings, gate_usage, mixtures
+    from mtl_keras.evaluation.plots import plot_gates
+
+    if not mixtures(prepared.model):
+        return None
+    usage = gate_usage(prepared.model, prepared.dataset.batches("validation", 1024))
+    warnings = collapse_warnings(usage)
+    for warning in warnings:
+        logger.warning("Gates: %s.", warning)
+    plot = plot_gates(usage, path)
+    return {**usage, "warnings": warnings, "plot": None if plot is None else str(plot)}
 
 
 def export_dir(recipe: Recipe) -> str:
@@ -224,6 +241,11 @@ def _run(prepared: Prepared, out: Path, writes: Path, *, resume: bool) -> dict[s
     atomic_write_text(writes / "history.json", json.dumps(_clean(history), indent=2, allow_nan=False))
     report["calibration"] = {k: v for k, v in calibration.items() if k != "reliability"}
     report["plots"] = _plots(history, prepared.tasks, writes / "plots")
+    gates = _gates(prepared, writes / "plots" / "gates.png")
+    if gates is not None:
+        report["gates"] = gates
+        if gates["plot"] is not None:
+            report["plots"].append(gates["plot"])
     from mtl_keras.evaluation.plots import plot_reliability
 
     reliability = plot_reliability(calibration["reliability"], writes / "plots" / "reliability.png")
