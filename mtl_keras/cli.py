@@ -28,6 +28,7 @@ examples:
   mtl-keras train zoo/census_mmoe.yaml --strategy mirrored     # on every local GPU
   mtl-keras tune tuning/census_search.yaml --max-trials 10
   mtl-keras affinity zoo/synthetic_mmoe.yaml --groups 2      # which tasks should share a network
+  mtl-keras pareto zoo/census_mmoe.yaml --points 5 --method stch   # the trade-off between the tasks
   mtl-keras evaluate runs/census_mmoe
   mtl-keras export runs/census_mmoe            # a new version under saved_models/census_mmoe/
   mtl-keras export --check saved_models/census_mmoe/1
@@ -141,6 +142,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     affinity.add_argument("--output", "-o", help="output directory (default: runs/<recipe name>/affinity)")
     _add_overrides(affinity)
+
+    pareto = commands.add_parser(
+        "pareto",
+        help="train a recipe for N task preferences and draw its Pareto front",
+        description="Train the recipe once per preference vector on the simplex over the front's tasks "
+        "(linear: static task weights; stch: smooth Tchebycheff with that preference), plus the single-task "
+        "baselines, evaluate on validation and test, and write DIR/front.json, DIR/front.png and a runnable "
+        "recipe per point (DIR/points/point_<k>.yaml). The recipe's balancer is replaced. Points are cached.",
+    )
+    pareto.add_argument("recipe", help="a recipe YAML file")
+    pareto.add_argument("--points", type=int, default=5, metavar="N", help="preference vectors (default: 5)")
+    pareto.add_argument("--method", choices=["linear", "stch"], default="linear", help="default: linear")
+    pareto.add_argument(
+        "--tasks", metavar="A,B", help="the front's tasks (default: all; others keep weight 1)"
+    )
+    pareto.add_argument("--output", "-o", help="output directory (default: runs/<recipe name>/pareto)")
+    _add_overrides(pareto)
 
     add_tune_parser(commands)
 
@@ -281,6 +299,28 @@ def _affinity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pareto(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from mtl_keras.analysis.pareto import PLOT_FILE, RESULT_FILE, ParetoSettings, format_front, run_pareto
+    from mtl_keras.experiments import prepare
+    from mtl_keras.recipes import RecipeError, load_recipe
+
+    try:
+        settings = ParetoSettings(points=args.points, method=args.method, tasks=args.tasks)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise RecipeError(f"--{first['loc'][0]}", first["msg"]) from None
+    recipe = load_recipe(args.recipe, list(args.overrides))
+    output = Path(args.output or os.path.join("runs", recipe.name, "pareto"))
+    payload = run_pareto(prepare(recipe), output, settings)
+    _print(format_front(payload))
+    _print(
+        f"\nwrote {output / RESULT_FILE}, {output / PLOT_FILE} and a recipe per point in {output / 'points'}"
+    )
+    return 0
+
+
 def _load_run(run_dir: str) -> tuple[Any, Any]:
     import keras
 
@@ -412,6 +452,7 @@ COMMANDS = {
     "init": _init,
     "train": _train,
     "affinity": _affinity,
+    "pareto": _pareto,
     "tune": tune_command,
     "evaluate": _evaluate,
     "export": _export,

@@ -369,3 +369,44 @@ def plot_gates(usage: Mapping[str, Any], path: str | os.PathLike[str]) -> str | 
         f"Mean gate weight per expert ({usage.get('examples', 0):,} validation examples)", fontsize=10
     )
     return _save(figure, path)
+
+
+def plot_front(payload: Mapping[str, Any], path: str | os.PathLike[str]) -> str | None:
+    """The Pareto front of ``mtl-keras pareto`` (:func:`mtl_keras.analysis.pareto.run_pareto`) on the
+    validation split: 2 tasks one panel, the points joined in preference order; 3 or more every pairwise
+    projection. Non-dominated points are filled, the single-task models a star. None without points."""
+    points = list(payload.get("points") or [])
+    tasks = list(payload.get("tasks") or [])
+    if not points or len(tasks) < 2:
+        return None
+    metrics = payload.get("metrics") or {}
+    pairs = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1 :]]
+    columns = min(3, len(pairs))
+    rows = (len(pairs) + columns - 1) // columns
+    figure = Figure(figsize=(4.6 * columns, 4.2 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    single = (payload.get("single_task") or {}).get("validation")
+    for axis, (a, b) in zip(axes, pairs, strict=False):
+        xs = np.array([p["validation"][a] for p in points], dtype=np.float64)
+        ys = np.array([p["validation"][b] for p in points], dtype=np.float64)
+        if len(tasks) == 2:
+            axis.plot(xs, ys, color="grey", linewidth=1, zorder=1)
+        flags = np.array([bool(p.get("non_dominated")) for p in points])
+        axis.scatter(xs[flags], ys[flags], color="tab:blue", zorder=2, label="non-dominated")
+        axis.scatter(
+            xs[~flags], ys[~flags], facecolors="none", edgecolors="tab:blue", zorder=2, label="dominated"
+        )
+        for k, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            axis.annotate(str(k), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if single is not None:
+            axis.scatter(
+                [single[a]], [single[b]], marker="*", s=160, color="tab:red", zorder=3, label="single-task"
+            )
+        axis.set_xlabel(f"{a} {metrics.get(a, {}).get('name', '')} (validation)")
+        axis.set_ylabel(f"{b} {metrics.get(b, {}).get('name', '')} (validation)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    for axis in axes[len(pairs) :]:
+        axis.set_visible(False)
+    figure.suptitle(f"Pareto front ({payload.get('method')}), points numbered as in front.json")
+    return _save(figure, path)
