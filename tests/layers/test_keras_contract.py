@@ -177,7 +177,12 @@ CASES = [
     Case(
         "soft_shared_dense",
         SoftSharedDense,
-        {"units": 4, "num_tasks": 3, "strength": 1e-3, "activation": "tanh"},  # relu could leave a unit dead on 4 rows
+        {
+            "units": 4,
+            "num_tasks": 3,
+            "strength": 1e-3,
+            "activation": "tanh",
+        },  # relu could leave a unit dead on 4 rows
         ((4, 6),) * 3,
         [(4, 4)] * 3,
         trainable=6,

@@ -5,6 +5,7 @@ One class per file, each registered in :data:`mtl_keras.balancers.base.AGGREGATO
 
 from mtl_keras.balancers.aggregators.aligned_mtl import AlignedMTL
 from mtl_keras.balancers.aggregators.cagrad import CAGrad
+from mtl_keras.balancers.aggregators.config import ConFIG
 from mtl_keras.balancers.aggregators.dualproj import DualProj
 from mtl_keras.balancers.aggregators.graddrop import GradDrop
 from mtl_keras.balancers.aggregators.gradvac import GradVac
@@ -21,6 +22,7 @@ __all__ = [
     "MGDA",
     "AlignedMTL",
     "CAGrad",
+    "ConFIG",
     "DualProj",
     "GradDrop",
     "GradVac",
