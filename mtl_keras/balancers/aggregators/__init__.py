@@ -7,6 +7,7 @@ from mtl_keras.balancers.aggregators.aligned_mtl import AlignedMTL
 from mtl_keras.balancers.aggregators.cagrad import CAGrad
 from mtl_keras.balancers.aggregators.config import ConFIG
 from mtl_keras.balancers.aggregators.dualproj import DualProj
+from mtl_keras.balancers.aggregators.fairgrad import FairGrad
 from mtl_keras.balancers.aggregators.graddrop import GradDrop
 from mtl_keras.balancers.aggregators.gradvac import GradVac
 from mtl_keras.balancers.aggregators.imtl import IMTL
@@ -24,6 +25,7 @@ __all__ = [
     "CAGrad",
     "ConFIG",
     "DualProj",
+    "FairGrad",
     "GradDrop",
     "GradVac",
     "Mean",
