@@ -15,6 +15,7 @@ from mtl_keras.balancers.aggregators.mean import Mean
 from mtl_keras.balancers.aggregators.mgda import MGDA
 from mtl_keras.balancers.aggregators.nash_mtl import NashMTL
 from mtl_keras.balancers.aggregators.pcgrad import PCGrad
+from mtl_keras.balancers.aggregators.sdmgrad import SDMGrad
 from mtl_keras.balancers.aggregators.sum import Sum
 from mtl_keras.balancers.aggregators.upgrad import UPGrad
 
@@ -31,6 +32,7 @@ __all__ = [
     "Mean",
     "NashMTL",
     "PCGrad",
+    "SDMGrad",
     "Sum",
     "UPGrad",
 ]
