@@ -37,7 +37,10 @@ def _data():
 CASES = (
     [(name, "param") for name in balancers.WEIGHTINGS.names() if name != "inverse_validation"]
     + [(name, "param") for name in balancers.AGGREGATORS.names()]
-    + [(name, "rep") for name in ("pcgrad", "mgda", "cagrad", "upgrad")]
+    + [
+        (name, "rep")
+        for name in ("pcgrad", "mgda", "cagrad", "upgrad", "config", "fairgrad", "sdmgrad", "modo")
+    ]
     + [("uncertainty+pcgrad", "param")]
     + [(lambda: balancers.get("stch", ideal_point=[0.5, 0.5, 0.5]), "param")]  # past STCH's warm-up
 )

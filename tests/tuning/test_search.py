@@ -325,3 +325,29 @@ search:
     }
     with pytest.raises(RecipeError, match=r"balancer\.weighting\.preference\[1\]"):
         load_recipe(_write(tmp_path, recipe.replace("[1, 2]", "[1, -2]"), "bad.yaml"))
+
+
+def test_the_aggregators_config_fairgrad_sdmgrad_modo_are_tune_choices_and_recipe_options(tmp_path):
+    """Each trial trains one of the newer gradient aggregators from its name; a recipe gives FairGrad its α."""
+    search = """
+search:
+  tuner: random
+  max_trials: 4
+  objective: {kind: mean_normalized}
+  space:
+    balancer: {choice: [config, fairgrad, sdmgrad, modo]}
+"""
+    recipe = SYNTHETIC.replace("balancer: static", "balancer: {aggregator: {name: fairgrad, alpha: 1.5}}")
+    out = tmp_path / "search"
+    assert _tune(str(_write(tmp_path, recipe + search)), "--output", str(out)) == 0
+    results = _results(out)
+    assert sorted(t["hyperparameters"]["balancer"] for t in results["trials"]) == [
+        "config",
+        "fairgrad",
+        "modo",
+        "sdmgrad",
+    ]
+    assert all(np.isfinite(t["objective"]) for t in results["trials"])
+    assert load_recipe(_write(tmp_path, recipe, "plain.yaml")).balancer.aggregator.options == {"alpha": 1.5}
+    with pytest.raises(RecipeError, match=r"balancer\.aggregator\.alpha"):
+        load_recipe(_write(tmp_path, recipe.replace("alpha: 1.5", "alpha: -1"), "bad.yaml"))

@@ -5,14 +5,18 @@ One class per file, each registered in :data:`mtl_keras.balancers.base.AGGREGATO
 
 from mtl_keras.balancers.aggregators.aligned_mtl import AlignedMTL
 from mtl_keras.balancers.aggregators.cagrad import CAGrad
+from mtl_keras.balancers.aggregators.config import ConFIG
 from mtl_keras.balancers.aggregators.dualproj import DualProj
+from mtl_keras.balancers.aggregators.fairgrad import FairGrad
 from mtl_keras.balancers.aggregators.graddrop import GradDrop
 from mtl_keras.balancers.aggregators.gradvac import GradVac
 from mtl_keras.balancers.aggregators.imtl import IMTL
 from mtl_keras.balancers.aggregators.mean import Mean
 from mtl_keras.balancers.aggregators.mgda import MGDA
+from mtl_keras.balancers.aggregators.modo import MoDo
 from mtl_keras.balancers.aggregators.nash_mtl import NashMTL
 from mtl_keras.balancers.aggregators.pcgrad import PCGrad
+from mtl_keras.balancers.aggregators.sdmgrad import SDMGrad
 from mtl_keras.balancers.aggregators.sum import Sum
 from mtl_keras.balancers.aggregators.upgrad import UPGrad
 
@@ -21,12 +25,16 @@ __all__ = [
     "MGDA",
     "AlignedMTL",
     "CAGrad",
+    "ConFIG",
     "DualProj",
+    "FairGrad",
     "GradDrop",
     "GradVac",
     "Mean",
+    "MoDo",
     "NashMTL",
     "PCGrad",
+    "SDMGrad",
     "Sum",
     "UPGrad",
 ]

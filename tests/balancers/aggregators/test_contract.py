@@ -38,7 +38,7 @@ def run_eagerly(name: str) -> dict[str, np.ndarray]:
 
 def test_every_method_is_registered() -> None:
     expected = {"mean", "sum", "pcgrad", "mgda", "cagrad", "imtl", "nash_mtl", "upgrad", "dualproj"}
-    expected |= {"aligned_mtl", "graddrop", "gradvac"}
+    expected |= {"aligned_mtl", "graddrop", "gradvac", "config", "fairgrad", "sdmgrad", "modo"}
     assert expected <= set(NAMES)
 
 
@@ -132,6 +132,10 @@ def test_only_randomised_aggregators_take_a_seed() -> None:
         ("nash_mtl", "max_norm", -1.0),
         ("graddrop", "leak", 1.5),
         ("gradvac", "beta", 0.0),
+        ("config", "rcond", 1.0),
+        ("fairgrad", "alpha", 0.0),
+        ("sdmgrad", "lam", -1.0),
+        ("modo", "gamma", 0.0),
     ],
 )
 def test_invalid_options_are_rejected(name: str, option: str, value: float) -> None:
