@@ -35,6 +35,7 @@ from mtl_keras.layers.calibration import IsotonicCalibration, TemperatureScaling
 from mtl_keras.layers.cross_stitch import CrossStitch
 from mtl_keras.layers.dselect_k import DSelectKGate
 from mtl_keras.layers.imputation import ImputeMissing, MissingIndicator
+from mtl_keras.layers.information_transfer import AdaptiveInformationTransfer, BehaviouralExpectation
 from mtl_keras.layers.mixture_of_experts import ConcatExperts, Experts, Gate, GatedMixture
 from mtl_keras.layers.orthogonality import OrthogonalityPenalty
 from mtl_keras.layers.periodic import PeriodicEmbedding
@@ -173,6 +174,25 @@ CASES = [
         {},
         ((4, 2, 5), (4, 3, 5)),
         (4, 5, 5),
+        built_after_instantiation=True,
+    ),
+    # AITM: query, key and value maps (kernel + bias each) of the attention over [transferred, own].
+    Case(
+        "adaptive_information_transfer",
+        AdaptiveInformationTransfer,
+        {},
+        ((4, 5), (4, 5)),
+        (4, 5),
+        trainable=6,
+    ),
+    # The calibrator passes the later probability through and adds its penalty as one loss.
+    Case(
+        "behavioural_expectation",
+        BehaviouralExpectation,
+        {"weight": 0.6},
+        ((4, 1), (4, 1)),
+        (4, 1),
+        losses=1,
         built_after_instantiation=True,
     ),
     Case(
