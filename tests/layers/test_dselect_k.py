@@ -1,5 +1,5 @@
 """DSelect-k gate (Hazimeh et al., NeurIPS 2021): smooth-step and binary encoding against NumPy written from
-the paper's formulas, and the gate's sparsity after training inside MMoE and PLE."""
+the paper's formulas, and the gate's sparsity after training inside PLE (static) and MMoE (per-example)."""
 
 import re
 
@@ -97,37 +97,52 @@ def _entropies(gate, x):
     return -np.sum(np.where(r > 0, r * np.log(np.where(r > 0, r, 1)), 0), axis=-1)  # (batch, k)
 
 
-def test_static_gate_selects_k_experts_after_training():
-    """Static DSelect-k in MMoE: at the end of training every selector is binary (entropy exactly 0), so
-    each task's gate puts all its weight on the experts its k selectors chose (at most k; two selectors can
-    choose the same expert)."""
+def test_static_gates_of_ple_select_k_experts_after_training(tmp_path):
+    """Static DSelect-k in PLE, two tasks (5 gates: the task gates mix 3 experts, so spare codes are folded;
+    the shared gate 4): the builder's fit and round trip, then at the end of training every selector is
+    binary (entropy exactly 0), so each gate puts all its weight on the experts its k selectors chose (at
+    most k; two selectors can choose the same one). The sharing check runs before training: a converged
+    sparse gate may leave a shared expert unused by every task."""
     keras.utils.set_random_seed(0)
-    x, y = toy_data(n=512)
-    model = builders.mmoe(
-        toy_tasks(), 12, num_experts=6, expert_units=(8,), tower_units=(4,), gate="dselect_k_static", k=2
+    x, y = toy_data(n=256)
+    tasks = toy_tasks()[:2]
+    y = {task.name: y[task.name] for task in tasks}
+    model = builders.ple(
+        tasks,
+        12,
+        num_shared_experts=2,
+        num_task_experts=1,
+        expert_units=(8,),
+        tower_units=(4,),
+        gate="dselect_k_static",
+        k=2,
     )
-    model.compile(keras.optimizers.Adam(0.01))
-    model.fit(x, y, epochs=15, batch_size=64, verbose=0)
-    for task in model.task_names:
-        gate = model.get_layer(f"gate_{task}")
-        assert np.max(_entropies(gate, x)) < 1e-6, task
+    gates = [layer for layer in model.layers if isinstance(layer, DSelectKGate)]
+    assert len(gates) == 5 and model.get_layer("level_1_shared_gate").num_experts == 4
+    check_sharing(model, x[:64], {key: v[:64] for key, v in y.items()})
+    check_builder(model, x, y, tmp_path, epochs=20)
+    for gate in gates:
+        assert np.max(_entropies(gate, x)) < 1e-6, gate.name
         weights = keras.ops.convert_to_numpy(gate(x))
         chosen = np.flatnonzero(weights[0] > 1e-6)
-        assert 1 <= len(chosen) <= 2, (task, weights[0])
+        assert 1 <= len(chosen) <= 2, (gate.name, weights[0])
         np.testing.assert_allclose(weights, np.broadcast_to(weights[0], weights.shape))
         np.testing.assert_allclose(weights[0, chosen].sum(), 1.0, atol=1e-6)
 
 
-def test_per_example_gate_entropy_falls_with_training():
-    """Per-example DSelect-k: the entropy regulariser drives most examples' selectors to binary (measured:
-    ~80 % of 512 rows exactly binary after 60 epochs, docs/methods.md); here a short run must at least
-    lower the mean selector entropy by half and make some rows exactly sparse."""
+def test_per_example_gate_of_mmoe_fits_round_trips_exports_and_sparsifies(tmp_path):
+    """Per-example DSelect-k in MMoE: the builder's fit, round trip and export, and the entropy regulariser
+    drives examples' selectors to binary (measured: ~80 % of 512 rows exactly binary after 60 epochs,
+    docs/methods.md); here 10 epochs of 256 rows must at least halve the mean selector entropy and make some
+    rows exactly sparse."""
     keras.utils.set_random_seed(0)
     x, y = toy_data(n=256)
     model = builders.mmoe(toy_tasks(), 12, **SMALL, gate="dselect_k", k=2, entropy_weight=1.0)
+    assert model.shared_layer_names == ["experts"]
+    assert isinstance(model.get_layer("gate_a"), DSelectKGate)
+    check_sharing(model, x[:64], {key: v[:64] for key, v in y.items()})
     before = {t: _entropies(model.get_layer(f"gate_{t}"), x).sum(1).mean() for t in model.task_names}
-    model.compile(keras.optimizers.Adam(0.01))
-    model.fit(x, y, epochs=10, batch_size=32, verbose=0)
+    check_builder(model, x, y, tmp_path, epochs=10)
     for task in model.task_names:
         gate = model.get_layer(f"gate_{task}")
         entropy = _entropies(gate, x).sum(1)
@@ -135,54 +150,18 @@ def test_per_example_gate_entropy_falls_with_training():
         weights = keras.ops.convert_to_numpy(gate(x))
         assert np.max((weights > 1e-6).sum(1)[entropy < 1e-6], initial=0) <= 2
         assert np.mean(entropy < 1e-6) > 0.1, task
+    export_for_serving(model, tmp_path / "serving", request_examples=x[:3])
+    assert _standalone_check.check_directory(tmp_path / "serving")["ok"]
+    assert compare_with_model(tmp_path / "serving", model)["ok"]
 
 
-@pytest.mark.parametrize("gate", ["dselect_k", "dselect_k_static"])
-def test_mmoe_with_dselect_k_fits_and_round_trips(gate, tmp_path):
-    x, y = toy_data()
-    model = builders.mmoe(toy_tasks(), 12, **SMALL, gate=gate, k=2)
-    assert model.shared_layer_names == ["experts"]
-    check_builder(model, x, y, tmp_path)
-    check_sharing(model, x[:64], {key: v[:64] for key, v in y.items()})
-    assert isinstance(model.get_layer("gate_a"), DSelectKGate)
-
-
-def test_ple_and_omoe_take_the_dselect_k_gate(tmp_path):
-    x, y = toy_data()
-    model = builders.ple(
-        toy_tasks(), 12, num_shared_experts=2, num_task_experts=1, expert_units=(8,), gate="dselect_k", k=2
-    )
-    assert isinstance(model.get_layer("level_1_shared_gate"), DSelectKGate)
-    check_builder(model, x, y, tmp_path, epochs=2)
+def test_omoe_takes_the_dselect_k_gate():
     omoe = builders.omoe(toy_tasks(), 12, **SMALL, gate="dselect_k_static", k=1)
     assert omoe.shared_layer_names == ["experts", "gate"]
     assert isinstance(omoe.get_layer("gate"), DSelectKGate)
 
 
-def test_export_round_trip(tmp_path):
-    x, _ = toy_data(5)
-    model = builders.mmoe(toy_tasks(), 12, **SMALL, gate="dselect_k", k=2)
-    export_for_serving(model, tmp_path, request_examples=x[:3])
-    assert _standalone_check.check_directory(tmp_path)["ok"]
-    assert compare_with_model(tmp_path, model)["ok"]
-
-
-def test_two_replicas_match_one_device(mirrored_strategy):
-    import tensorflow as tf
-
-    x, y = toy_data(n=128, seed=2)
-
-    def train(strategy):
-        with strategy.scope():
-            keras.utils.set_random_seed(0)
-            model = builders.mmoe(toy_tasks(), 12, **SMALL, gate="dselect_k", k=2, entropy_weight=0.5)
-            model.compile(keras.optimizers.Adam(1e-2))
-        model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
-        return [v.numpy() for v in model.trainable_variables]
-
-    one, two = train(tf.distribute.get_strategy()), train(mirrored_strategy)
-    for a, b in zip(one, two, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+# MirroredStrategy: the MMoE case of tests/distribute/test_builders_mirrored.py uses the per-example gate.
 
 
 @pytest.mark.parametrize(
