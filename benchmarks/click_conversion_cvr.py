@@ -1,5 +1,7 @@
 """CVR over the whole impression space on the click-conversion generator: naive CVR (clicked rows only),
-ESMM, ESCM² IPS and DR, scored against the true CVR of every test impression, over several seeds.
+ESMM, ESCM² IPS and DR, and AITM, scored against the true CVR of every test impression, over several seeds.
+
+AITM predicts the steps p(click) and p(click and conversion); its CVR is their ratio, clipped to [0, 1].
 
 Metrics per model (test split, every impression, clicked or not): cross-entropy of the predicted CVR
 against the true CVR (lower is better), AUC against the drawn conversion outcomes, calibration error
@@ -66,6 +68,17 @@ def run(seed: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
             builders.escm2_labels(click, conversion, variant=variant),
             {"counterfactual": args.counterfactual_weight},
         )
+    candidates["aitm"] = (
+        lambda s: builders.aitm(
+            ["ctr", "ctcvr"],
+            s,
+            encoder_units=(64,),
+            tower_units=(32, 16),
+            calibrator_weight=args.calibrator_weight,
+        ),
+        {"ctr": click, "ctcvr": click * conversion},
+        None,
+    )
     results = {}
     for name, (build, labels, weights) in candidates.items():
         keras.utils.set_random_seed(seed)
@@ -73,7 +86,11 @@ def run(seed: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
         model.compile(keras.optimizers.Adam(args.learning_rate), loss_weights=weights)
         start = time.perf_counter()
         model.fit(x, labels, epochs=args.epochs, batch_size=args.batch_size, verbose=0)
-        predicted = model.predict(test_x, batch_size=4096, verbose=0)["cvr"][:, 0]
+        outputs = model.predict(test_x, batch_size=4096, verbose=0)
+        if "cvr" in outputs:
+            predicted = outputs["cvr"][:, 0]
+        else:  # AITM: p(click and conversion) / p(click)
+            predicted = np.clip(outputs["ctcvr"][:, 0] / np.maximum(outputs["ctr"][:, 0], 1e-7), 0.0, 1.0)
         results[name] = {
             **_metrics(predicted, truth["cvr"], truth["conversion"]),
             "seconds": time.perf_counter() - start,
@@ -92,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--learning-rate", type=float, default=0.002)
     parser.add_argument("--counterfactual-weight", type=float, default=1.0)
+    parser.add_argument("--calibrator-weight", type=float, default=0.6)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     runs = {seed: run(seed, args) for seed in args.seeds}

@@ -78,6 +78,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "recall": True,
     "top5": True,
     "ece": False,  # expected calibration error (mtl_keras.evaluation.calibration), in run reports
+    "gauc": True,  # AUC per user weighted by impressions (mtl_keras.evaluation.gauc), in run reports
     "loss": False,
 }
 

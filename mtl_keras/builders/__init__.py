@@ -1,5 +1,6 @@
 """Functional-API builders, one per architecture; each returns a MultiTaskModel with dict outputs."""
 
+from mtl_keras.builders.aitm import aitm
 from mtl_keras.builders.backbones import Backbone, keras_application
 from mtl_keras.builders.catalog import ARCHITECTURES, get_builder, names
 from mtl_keras.builders.cross_stitch import cross_stitch
@@ -18,6 +19,7 @@ __all__ = [
     "ARCHITECTURES",
     "Backbone",
     "RawFeatures",
+    "aitm",
     "cgc",
     "cross_stitch",
     "escm2",

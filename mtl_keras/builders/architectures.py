@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from mtl_keras._registry import suggest
+from mtl_keras.builders.aitm import aitm
+from mtl_keras.builders.aitm import graph as aitm_graph
 from mtl_keras.builders.cross_stitch import cross_stitch
 from mtl_keras.builders.cross_stitch import graph as cross_stitch_graph
 from mtl_keras.builders.escm2 import escm2
@@ -46,6 +48,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "ple": Architecture(ple, ple_graph),
     "esmm": Architecture(esmm, esmm_graph),
     "escm2": Architecture(escm2, escm2_graph),
+    "aitm": Architecture(aitm, aitm_graph),
     "soft_sharing": Architecture(soft_sharing, soft_sharing_graph),
     "shared_private": Architecture(shared_private, shared_private_graph),
     "cross_stitch": Architecture(cross_stitch, cross_stitch_graph),

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from mtl_keras.builders._common import Graph, build_model, flatten, task_output
+from mtl_keras.builders.gates import GateKind, check_gate, make_gate
 from mtl_keras.layers._checks import check_positive_ints
-from mtl_keras.layers.mixture_of_experts import Experts, Gate, GatedMixture
+from mtl_keras.layers.mixture_of_experts import Experts, GatedMixture
 from mtl_keras.model import MultiTaskModel
-from mtl_keras.option_types import NonEmptyUnits, PositiveInt, Rate, Units
+from mtl_keras.option_types import NonEmptyUnits, NonNegativeFloat, PositiveFloat, PositiveInt, Rate, Units
 from mtl_keras.tasks import Task
 
 
@@ -22,20 +23,29 @@ def graph(
     tower_units: Units = (8,),
     one_gate: bool = False,
     dropout: Rate = 0.0,
+    gate: GateKind = "softmax",
+    k: PositiveInt = 2,
+    gamma: PositiveFloat = 1.0,
+    entropy_weight: NonNegativeFloat = 0.1,
 ) -> Graph:
     tower_units = check_positive_ints(tower_units, "tower_units")
+    check_gate(gate, k, num_experts)
+
+    def new_gate(name: str) -> Any:
+        return make_gate(gate, num_experts, k=k, gamma=gamma, entropy_weight=entropy_weight, name=name)
+
     x = flatten(features, f"{prefix}flatten")
     experts = Experts(num_experts, expert_units, name=f"{prefix}experts")
     expert_outputs = experts(x)
-    shared_gate = Gate(num_experts, name=f"{prefix}gate") if one_gate else None
+    shared_gate = new_gate(f"{prefix}gate") if one_gate else None
     shared_layers = [experts] + ([shared_gate] if shared_gate is not None else [])
     mix_layer = GatedMixture(name=f"{prefix}mixture") if shared_gate is not None else None
     shared_mix = mix_layer([expert_outputs, shared_gate(x)]) if mix_layer and shared_gate else None
     outputs = {}
     for task in tasks:
         if shared_mix is None:
-            gate = Gate(num_experts, name=f"{prefix}gate_{task.name}")
-            mixed = GatedMixture(name=f"{prefix}mixture_{task.name}")([expert_outputs, gate(x)])
+            task_gate = new_gate(f"{prefix}gate_{task.name}")
+            mixed = GatedMixture(name=f"{prefix}mixture_{task.name}")([expert_outputs, task_gate(x)])
         else:
             mixed = shared_mix
         outputs[task.name] = task_output(task, mixed, tower_units, dropout=dropout, prefix=prefix)
@@ -54,6 +64,10 @@ def mmoe(
     tower_units: Units = (8,),
     dropout: Rate = 0.0,
     one_gate: bool = False,
+    gate: GateKind = "softmax",
+    k: PositiveInt = 2,
+    gamma: PositiveFloat = 1.0,
+    entropy_weight: NonNegativeFloat = 0.1,
     balancer: Any = None,
     name: str = "mmoe",
 ) -> MultiTaskModel:
@@ -63,6 +77,12 @@ def mmoe(
     representation (for ``level="rep"`` balancers) is the stacked expert outputs (batch, experts, units).
     ``one_gate=True`` is OMoE (:func:`omoe`): one gate shared by all tasks, whose mixture every tower reads
     (then the gate is shared too, and the representation is that mixture).
+
+    ``gate="dselect_k"`` (or ``"dselect_k_static"``, one choice for all examples) replaces every softmax
+    gate by a DSelect-k gate (Hazimeh et al., NeurIPS 2021,
+    :class:`~mtl_keras.layers.dselect_k.DSelectKGate`): ``k`` binary-encoded selectors relaxed by a
+    smooth-step of width ``gamma``, with the entropy regulariser weighted by ``entropy_weight``; once
+    trained, each task's gate uses at most ``k`` experts.
     """
     return build_model(
         graph,
@@ -75,6 +95,10 @@ def mmoe(
         tower_units=tower_units,
         dropout=dropout,
         one_gate=one_gate,
+        gate=gate,
+        k=k,
+        gamma=gamma,
+        entropy_weight=entropy_weight,
     )
 
 
@@ -86,6 +110,10 @@ def omoe(
     expert_units: NonEmptyUnits = (16,),
     tower_units: Units = (8,),
     dropout: Rate = 0.0,
+    gate: GateKind = "softmax",
+    k: PositiveInt = 2,
+    gamma: PositiveFloat = 1.0,
+    entropy_weight: NonNegativeFloat = 0.1,
     balancer: Any = None,
     name: str = "omoe",
 ) -> MultiTaskModel:
@@ -98,6 +126,10 @@ def omoe(
         tower_units=tower_units,
         dropout=dropout,
         one_gate=True,
+        gate=gate,
+        k=k,
+        gamma=gamma,
+        entropy_weight=entropy_weight,
         balancer=balancer,
         name=name,
     )

@@ -25,10 +25,11 @@ from typing import Any
 import keras
 
 from mtl_keras.builders._common import Graph, build_model, flatten, task_output
+from mtl_keras.builders.gates import GateKind, check_gate, make_gate
 from mtl_keras.layers._checks import check_positive_int, check_positive_ints, check_rate
-from mtl_keras.layers.mixture_of_experts import ConcatExperts, Experts, Gate, GatedMixture
+from mtl_keras.layers.mixture_of_experts import ConcatExperts, Experts, GatedMixture
 from mtl_keras.model import MultiTaskModel
-from mtl_keras.option_types import NonEmptyUnits, PositiveInt, Rate, Units
+from mtl_keras.option_types import NonEmptyUnits, NonNegativeFloat, PositiveFloat, PositiveInt, Rate, Units
 from mtl_keras.tasks import Task
 
 
@@ -43,6 +44,10 @@ def graph(
     expert_units: NonEmptyUnits = (16,),
     tower_units: Units = (8,),
     dropout: Rate = 0.0,
+    gate: GateKind = "softmax",
+    k: PositiveInt = 2,
+    gamma: PositiveFloat = 1.0,
+    entropy_weight: NonNegativeFloat = 0.1,
 ) -> Graph:
     num_levels = check_positive_int(num_levels, "num_levels")
     num_shared_experts = check_positive_int(num_shared_experts, "num_shared_experts")
@@ -50,6 +55,10 @@ def graph(
     expert_units = check_positive_ints(expert_units, "expert_units", allow_empty=False)
     tower_units = check_positive_ints(tower_units, "tower_units")
     dropout = check_rate(dropout, "dropout")
+    check_gate(gate, k, num_task_experts + num_shared_experts)
+
+    def new_gate(size: int, name: str) -> Any:
+        return make_gate(gate, size, k=k, gamma=gamma, entropy_weight=entropy_weight, name=name)
 
     x = flatten(features, f"{prefix}flatten")
     shared_input = x
@@ -68,18 +77,18 @@ def graph(
             experts = Experts(num_task_experts, expert_units, name=f"{tag}experts_{task.name}")
             own_outputs = experts(task_inputs[task.name])
             task_expert_outputs.append(own_outputs)
-            gate = Gate(num_task_experts + num_shared_experts, name=f"{tag}gate_{task.name}")
+            task_gate = new_gate(num_task_experts + num_shared_experts, f"{tag}gate_{task.name}")
             candidates = ConcatExperts(name=f"{tag}concat_{task.name}")([own_outputs, shared_outputs])
             next_task_inputs[task.name] = GatedMixture(name=f"{tag}mixture_{task.name}")(
-                [candidates, gate(task_inputs[task.name])]
+                [candidates, task_gate(task_inputs[task.name])]
             )
             if inner:  # read by this level's shared gate, hence by every task
                 shared_layers.append(experts)
             if level < num_levels - 1:  # feeds the next level's task experts, which are shared
-                shared_layers.append(gate)
+                shared_layers.append(task_gate)
         if inner:
             everything = ConcatExperts(name=f"{tag}all_experts")([shared_outputs, *task_expert_outputs])
-            shared_gate = Gate(num_shared_experts + len(tasks) * num_task_experts, name=f"{tag}shared_gate")
+            shared_gate = new_gate(num_shared_experts + len(tasks) * num_task_experts, f"{tag}shared_gate")
             shared_input = GatedMixture(name=f"{tag}shared_mixture")([everything, shared_gate(shared_input)])
             shared_layers.append(shared_gate)
         task_inputs = next_task_inputs
@@ -108,6 +117,10 @@ def ple(
     expert_units: NonEmptyUnits = (16,),
     tower_units: Units = (8,),
     dropout: Rate = 0.0,
+    gate: GateKind = "softmax",
+    k: PositiveInt = 2,
+    gamma: PositiveFloat = 1.0,
+    entropy_weight: NonNegativeFloat = 0.1,
     balancer: Any = None,
     name: str = "ple",
 ) -> MultiTaskModel:
@@ -127,6 +140,10 @@ def ple(
         expert_units: hidden sizes of every expert (ReLU MLPs; the last one is the expert output width).
         tower_units: hidden sizes of each task's tower, before its output layer.
         dropout: dropout in the towers.
+        gate: ``"softmax"``, ``"dselect_k"`` or ``"dselect_k_static"``: every gate (task and shared) becomes a DSelect-k gate
+            (:class:`~mtl_keras.layers.dselect_k.DSelectKGate`) with ``k`` selectors, smooth-step width
+            ``gamma`` and entropy regulariser weight ``entropy_weight``.
+        k, gamma, entropy_weight: the DSelect-k options (ignored by softmax gates).
         balancer: default balancer used by ``compile``.
         name: model name.
 
@@ -149,6 +166,10 @@ def ple(
         expert_units=expert_units,
         tower_units=tower_units,
         dropout=dropout,
+        gate=gate,
+        k=k,
+        gamma=gamma,
+        entropy_weight=entropy_weight,
     )
 
 
@@ -161,6 +182,10 @@ def cgc(
     expert_units: NonEmptyUnits = (16,),
     tower_units: Units = (8,),
     dropout: Rate = 0.0,
+    gate: GateKind = "softmax",
+    k: PositiveInt = 2,
+    gamma: PositiveFloat = 1.0,
+    entropy_weight: NonNegativeFloat = 0.1,
     balancer: Any = None,
     name: str = "cgc",
 ) -> MultiTaskModel:
@@ -174,6 +199,7 @@ def cgc(
         expert_units: hidden sizes of every expert (ReLU MLPs; the last one is the expert output width).
         tower_units: hidden sizes of each task's tower, before its output layer.
         dropout: dropout in the towers.
+        gate, k, gamma, entropy_weight: the gate kind and DSelect-k options, as for :func:`ple`.
         balancer: default balancer used by ``compile``.
         name: model name.
 
@@ -190,6 +216,10 @@ def cgc(
         expert_units=expert_units,
         tower_units=tower_units,
         dropout=dropout,
+        gate=gate,
+        k=k,
+        gamma=gamma,
+        entropy_weight=entropy_weight,
         balancer=balancer,
         name=name,
     )

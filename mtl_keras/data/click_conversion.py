@@ -35,7 +35,7 @@ from mtl_keras.option_types import NonNegativeFloat, NonNegativeInt, PositiveFlo
 from mtl_keras.tasks import Task
 
 #: Label layouts of :func:`click_conversion`.
-LAYOUTS = ("observed", "entire_space")
+LAYOUTS = ("observed", "entire_space", "sequential")
 DEVICES = ("mobile", "desktop", "tablet")
 
 
@@ -102,7 +102,9 @@ def click_conversion(
         ctr_bias, cvr_bias: the intercepts of the click and conversion logits.
         layout: ``"observed"``: binary tasks ``click`` and ``conversion`` (NaN where not clicked), as a log
             holds them; ``"entire_space"``: ESMM's tasks ``ctr`` (the click), ``cvr`` (all NaN: no loss)
-            and ``ctcvr`` (click and conversion, over all impressions).
+            and ``ctcvr`` (click and conversion, over all impressions); ``"sequential"``: the steps of the
+            funnel for AITM, ``ctr`` (the click) then ``ctcvr`` (click and conversion), both over all
+            impressions.
 
     Returns:
         A :class:`ClickConversionDataset` (a `MultiTaskDataset`) with dict inputs ``user_id``,
@@ -172,12 +174,16 @@ def click_conversion(
             features[f"x_{j}"] = x[:, j].astype(np.float32)
         if layout == "observed":
             labels = {"click": click, "conversion": np.where(click == 1, conversion, np.nan)}
+        elif layout == "sequential":
+            labels = {"ctr": click, "ctcvr": click * conversion}
         else:
             labels = {"ctr": click, "cvr": np.full(size, np.nan), "ctcvr": click * conversion}
         splits[name] = Split(x=features, y=labels)
         truth[name] = {"ctr": p_click, "cvr": p_conversion, "click": click, "conversion": conversion}
 
-    names = ["click", "conversion"] if layout == "observed" else ["ctr", "cvr", "ctcvr"]
+    names = {"observed": ["click", "conversion"], "sequential": ["ctr", "ctcvr"]}.get(
+        layout, ["ctr", "cvr", "ctcvr"]
+    )
     kinds = {"user_id": "id", "item_id": "id", "category": "categorical", "device": "categorical"}
     kinds.update({f"x_{j}": "numeric" for j in range(num_numeric)})
     return ClickConversionDataset(

@@ -5,7 +5,7 @@ Everything that can be checked is checked before the output directory is touched
 and compiling both models). Files are written atomically. Training goes through
 :func:`mtl_keras.experiments.fitting.fit`, with checkpoints in the run directory; ``--resume`` continues
 from them exactly. Every classification task's expected calibration error (test split) joins its metrics, with a reliability
-plot; the recipe's ``calibration`` is fitted on the validation split, written to ``calibration.json`` and
+plot, and every binary task's GAUC when the data has a user column (:mod:`mtl_keras.experiments.ranking`); the recipe's ``calibration`` is fitted on the validation split, written to ``calibration.json`` and
 applied inside the export (:mod:`mtl_keras.experiments.calibrating`). TensorBoard logs go to ``tensorboard/`` in the run directory and the recipe's
 ``tracking.mlflow`` logs the finished run to MLflow (:mod:`mtl_keras.experiments.tracking`). Under several workers every worker runs the same code; only the chief writes into the
 output directory. With ``baselines.gbdt`` / ``baselines.linear`` the classical reference models of
@@ -33,6 +33,7 @@ from mtl_keras.evaluation.report import _clean, atomic_write_text, build_report,
 from mtl_keras.experiments.calibrating import CALIBRATION_FILE, run_calibration, test_ece
 from mtl_keras.experiments.fitting import evaluate, fingerprint, fit
 from mtl_keras.experiments.preparation import Prepared
+from mtl_keras.experiments.ranking import test_gauc
 from mtl_keras.experiments.tracking import TENSORBOARD_DIR, log_mlflow, tensorboard
 from mtl_keras.recipes import Recipe
 from mtl_keras.tasks import Task
@@ -78,7 +79,8 @@ def train_baselines(
     results = {
         "fingerprint": digest,
         "test": evaluate(baseline, prepared.dataset, prepared.strategy)
-        | test_ece(baseline, prepared.dataset, prepared.tasks, prepared.recipe.calibration.bins),
+        | test_ece(baseline, prepared.dataset, prepared.tasks, prepared.recipe.calibration.bins)
+        | test_gauc(baseline, prepared.dataset, prepared.tasks, prepared.recipe.evaluation.user_column),
         "history": fitted.history.history,
         "train_seconds": fitted.seconds,
         "params": int(baseline.count_params()),
@@ -207,6 +209,8 @@ def _run(prepared: Prepared, out: Path, writes: Path, *, resume: bool) -> dict[s
         multi[f"{task}_ece"] = values["test_ece"]
         if "test_ece_calibrated" in values:
             multi[f"{task}_ece_calibrated"] = values["test_ece_calibrated"]
+    # GAUC per binary task when the data has a user column (evaluation.user_column, default user_id).
+    multi.update(test_gauc(prepared.model, prepared.dataset, prepared.tasks, recipe.evaluation.user_column))
     atomic_write_text(writes / CALIBRATION_FILE, json.dumps(_clean(calibration["fitted"]), indent=2))
     extra: dict[str, Any] = {
         "architecture": recipe.architecture.name,

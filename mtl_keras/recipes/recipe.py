@@ -29,6 +29,7 @@ from mtl_keras.recipes.sections import (
     CalibrationSpec,
     DistributeSpec,
     EncodingsSpec,
+    EvaluationSpec,
     ExportSpec,
     FreezeSpec,
     Section,
@@ -64,6 +65,7 @@ class Recipe(Section):
     distribute: DistributeSpec = DistributeSpec()
     mixed_precision: Literal["mixed_float16", "mixed_bfloat16"] | None = None
     calibration: CalibrationSpec = CalibrationSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
     export: ExportSpec = ExportSpec()
     tracking: TrackingSpec = TrackingSpec()
 

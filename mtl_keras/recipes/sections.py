@@ -191,6 +191,15 @@ class CalibrationSpec(Section):
     bins: PositiveInt = Field(default=15, description="equal-width bins of the expected calibration error")
 
 
+class EvaluationSpec(Section):
+    """What the report adds to every task's test metrics."""
+
+    user_column: str | None = Field(
+        default=None,
+        description="feature column of user ids: every binary task gets its GAUC (default: user_id, if the data has it)",
+    )
+
+
 class BackboneSpec(Section):
     """A ``keras.applications`` model (no classifier) as the shared start of the architecture."""
 

@@ -12,7 +12,7 @@ from mtl_keras import builders
 
 @pytest.mark.parametrize("name", builders.names())
 def test_every_output_is_float32_under_mixed_float16(mixed_policy: None, name: str) -> None:
-    tasks = ["ctr", "ctcvr"] if name in ("esmm", "escm2") else toy_tasks()
+    tasks = ["ctr", "ctcvr"] if name in ("esmm", "escm2", "aitm") else toy_tasks()
     options = {"architecture": "mmoe"} if name == "single_task" else {}
     model = builders.get_builder(name)(tasks, 6, **options)
     outputs = model(np.zeros((2, 6), "float32"))

@@ -22,7 +22,8 @@ SMALL_DATA = {
     "sincos": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
     "gradnorm_toy": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
     "multidigits": ["data.n_train=256", "data.n_validation=64", "data.n_test=64"],
-    "click_conversion": ["data.n=512", "data.n_validation=64", "data.n_test=64", "data.num_users=500"],
+    # 400 test impressions of 40 users: most users have both classes, so the report's GAUC is a number
+    "click_conversion": ["data.n=512", "data.n_validation=64", "data.n_test=400", "data.num_users=40"],
 }
 
 
@@ -96,6 +97,11 @@ def test_recipe_trains_and_reports(recipe, tmp_path, capsys):
             assert set(entry["multi_task"]) == set(entry["single_task"])
         assert (out / "single_task" / "results.json").exists()
     assert (tmp_path / "saved_models" / "1" / "saved_model.pb").exists()
+    if data_name == "click_conversion":  # a user column: GAUC (and ECE) of the binary tasks in the report
+        for task in ("ctr", "ctcvr"):
+            metrics = report["tasks"][task]["multi_task"]
+            assert 0 <= metrics["gauc"] <= 1 and 0 <= metrics["ece"] <= 1, metrics
+        assert "gauc" in (out / "report.md").read_text()
     if spec.get("baselines", {}).get("gbdt"):  # the main job: GBDT and linear reference columns
         models = report["reference"]["models"]
         assert set(models["gbdt"]) == set(report["tasks"]) and set(models["linear"]) == set(report["tasks"])

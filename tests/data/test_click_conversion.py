@@ -85,6 +85,14 @@ def test_entire_space_layout_is_esmm_labels():
     np.testing.assert_array_equal(truth["cvr"], observed.truth["train"]["cvr"])
 
 
+def test_sequential_layout_is_the_funnel_for_aitm():
+    data = click_conversion(seed=1, layout="sequential", **SMALL)
+    assert data.task_names == ["ctr", "ctcvr"]
+    y, truth = data.train.y, data.truth["train"]
+    np.testing.assert_array_equal(y["ctr"], truth["click"])
+    np.testing.assert_array_equal(y["ctcvr"], truth["click"] * truth["conversion"])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -92,7 +100,7 @@ def test_entire_space_layout_is_esmm_labels():
         ({"num_users": -1}, "Expected `num_users` to be a positive integer"),
         ({"selection_bias": -0.5}, "Received: selection_bias=-0.5"),
         ({"popularity": 0}, "Expected `popularity` to be a positive number"),
-        ({"layout": "esmm"}, "Expected `layout` to be one of ['observed', 'entire_space']"),
+        ({"layout": "esmm"}, "Expected `layout` to be one of ['observed', 'entire_space', 'sequential']"),
     ],
 )
 def test_errors(kwargs, message):

@@ -20,11 +20,20 @@ STEPS, BATCH = 4, 32
 #: The small options of every builder (the test fails when a builder is added without them).
 SMALL = {
     "hard_sharing": {"trunk": (16, 8), "tower_units": (8,)},
-    "mmoe": {"num_experts": 2, "expert_units": (8,), "tower_units": (4,)},
+    # The per-example DSelect-k gate (its entropy regulariser is an add_loss); omoe/cgc/ple keep softmax gates.
+    "mmoe": {
+        "num_experts": 2,
+        "expert_units": (8,),
+        "tower_units": (4,),
+        "gate": "dselect_k",
+        "k": 2,
+        "entropy_weight": 0.5,
+    },
     "omoe": {"num_experts": 2, "expert_units": (8,), "tower_units": (4,)},
     "cgc": {"num_shared_experts": 1, "num_task_experts": 1, "expert_units": (8,), "tower_units": (4,)},
     "ple": {"num_levels": 2, "num_shared_experts": 1, "num_task_experts": 1, "expert_units": (8,)},
     "esmm": {"shared_units": (16,), "tower_units": (8,)},
+    "aitm": {"encoder_units": (8,), "tower_units": (4,), "calibrator_weight": 1.0},
     "escm2": {"variant": "dr", "shared_units": (16,), "tower_units": (8,), "imputation_units": (4,)},
     "soft_sharing": {"units": (8,), "tower_units": (4,)},
     "shared_private": {"shared_units": (8,), "private_units": (4,), "tower_units": (4,)},
@@ -36,9 +45,11 @@ SMALL = {
 
 def _data(name):
     x, y = toy_data(n=STEPS * BATCH, seed=2)
-    if name in ("esmm", "escm2"):
+    if name in ("esmm", "escm2", "aitm"):
         click = y["a"]
         conversion = ((x[:, 4] > 0) & (click == 1)).astype("float32")
+        if name == "aitm":
+            return x, {"ctr": click, "ctcvr": conversion}
         return x, esmm_labels(click, conversion) if name == "esmm" else escm2_labels(
             click, conversion, variant="dr"
         )
@@ -48,7 +59,7 @@ def _data(name):
 
 
 def _train(strategy, name, x, y):
-    tasks = ["ctr", "ctcvr"] if name in ("esmm", "escm2") else toy_tasks()
+    tasks = ["ctr", "ctcvr"] if name in ("esmm", "escm2", "aitm") else toy_tasks()
     with strategy.scope():
         keras.utils.set_random_seed(0)
         model = builders.get_builder(name)(tasks, x.shape[1], **SMALL[name])

@@ -33,7 +33,9 @@ from keras.src.backend.common import global_state
 
 from mtl_keras.layers.calibration import IsotonicCalibration, TemperatureScaling
 from mtl_keras.layers.cross_stitch import CrossStitch
+from mtl_keras.layers.dselect_k import DSelectKGate
 from mtl_keras.layers.imputation import ImputeMissing, MissingIndicator
+from mtl_keras.layers.information_transfer import AdaptiveInformationTransfer, BehaviouralExpectation
 from mtl_keras.layers.mixture_of_experts import ConcatExperts, Experts, Gate, GatedMixture
 from mtl_keras.layers.orthogonality import OrthogonalityPenalty
 from mtl_keras.layers.periodic import PeriodicEmbedding
@@ -139,6 +141,25 @@ CASES = [
     # Two depths of 3 batched experts: a kernel and a bias per depth.
     Case("experts", Experts, {"num_experts": 3, "units": [8, 4]}, (4, 6), (4, 3, 4), trainable=4),
     Case("gate", Gate, {"num_experts": 3}, (4, 6), (4, 3), trainable=2),
+    # Per-example DSelect-k: two Dense maps (selector logits, selector weights); the entropy is one loss.
+    Case(
+        "dselect_k",
+        DSelectKGate,
+        {"num_experts": 5, "k": 2, "gamma": 1.0, "entropy_weight": 0.1},
+        (4, 6),
+        (4, 5),
+        trainable=4,
+        losses=1,
+    ),
+    # Static DSelect-k: the selector logits and weights are two variables; no regulariser.
+    Case(
+        "dselect_k_static",
+        DSelectKGate,
+        {"num_experts": 4, "k": 3, "entropy_weight": 0.0, "per_example": False},
+        (4, 6),
+        (4, 4),
+        trainable=2,
+    ),
     Case(
         "gated_mixture",
         GatedMixture,
@@ -153,6 +174,25 @@ CASES = [
         {},
         ((4, 2, 5), (4, 3, 5)),
         (4, 5, 5),
+        built_after_instantiation=True,
+    ),
+    # AITM: query, key and value maps (kernel + bias each) of the attention over [transferred, own].
+    Case(
+        "adaptive_information_transfer",
+        AdaptiveInformationTransfer,
+        {},
+        ((4, 5), (4, 5)),
+        (4, 5),
+        trainable=6,
+    ),
+    # The calibrator passes the later probability through and adds its penalty as one loss.
+    Case(
+        "behavioural_expectation",
+        BehaviouralExpectation,
+        {"weight": 0.6},
+        ((4, 1), (4, 1)),
+        (4, 1),
+        losses=1,
         built_after_instantiation=True,
     ),
     Case(
