@@ -107,15 +107,18 @@ class PairwiseResult:
         }
 
 
-def _cached(path: Path, digest: str) -> dict[str, Any] | None:
+def cached_result(path: Path, digest: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     stored = json.loads(path.read_text())
     return stored if stored.get("fingerprint") == digest else None
 
 
-def _validation(model: Any, dataset: Any, prepared: Prepared, names: Sequence[str]) -> dict[str, float]:
-    results = evaluate(model, dataset, prepared.strategy, split="validation")
+def split_metrics(
+    model: Any, dataset: Any, prepared: Prepared, names: Sequence[str], split: str = "validation"
+) -> dict[str, float]:
+    """Each task of ``names``: its first metric (:func:`primary_metric`) on ``split``, NaN when absent."""
+    results = evaluate(model, dataset, prepared.strategy, split=split)
     by_task = {t.name: t for t in prepared.tasks}
     values = {}
     for name in names:
@@ -129,7 +132,7 @@ def _train(
 ) -> tuple[dict[str, float], float]:
     """The validation metric of each task of ``names`` for one model (a pair, or the baselines)."""
     path = cache / f"{key}.json"
-    stored = _cached(path, digest)
+    stored = cached_result(path, digest)
     if stored is not None:
         logger.info("Reusing %s from %s.", key, path)
         return dict(stored["validation"]), float(stored["train_seconds"])
@@ -145,7 +148,7 @@ def _train(
         epochs = recipe.training.epochs
     logger.info("Training %s (%d epochs).", key, epochs)
     fitted = fit(model, recipe, dataset, prepared.strategy, epochs=epochs)
-    values = _validation(model, dataset, prepared, names)
+    values = split_metrics(model, dataset, prepared, names)
     cache.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
         path,

@@ -38,9 +38,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from mtl_keras._io import atomic_write_text
-from mtl_keras.analysis.pairwise import primary_metric
+from mtl_keras.analysis.pairwise import cached_result, primary_metric, split_metrics
 from mtl_keras.distribute.strategy import in_scope
-from mtl_keras.experiments.fitting import evaluate, fingerprint, fit
+from mtl_keras.evaluation.report import _clean
+from mtl_keras.experiments.fitting import fingerprint, fit
 from mtl_keras.experiments.preparation import Prepared, build_baseline, build_model
 from mtl_keras.recipes import Recipe, RecipeError, validate
 
@@ -128,25 +129,9 @@ def _minimal(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "balancer": balancer}
 
 
-def _metrics(model: Any, dataset: Any, prepared: Prepared, split: str) -> dict[str, float]:
-    results = evaluate(model, dataset, prepared.strategy, split=split)
-    values = {}
-    for task in prepared.tasks:
-        metric, _ = primary_metric(task)
-        values[task.name] = float(results.get(f"{task.name}_{metric}", float("nan")))
-    return values
-
-
-def _cached(path: Path, digest: str) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    stored = json.loads(path.read_text())
-    return stored if stored.get("fingerprint") == digest else None
-
-
 def _train(prepared: Prepared, recipe: Recipe, path: Path, *, baseline: bool = False) -> dict[str, Any]:
     digest = fingerprint(recipe)
-    stored = _cached(path, digest)
+    stored = cached_result(path, digest)
     if stored is not None:
         logger.info("Reusing %s.", path)
         return stored
@@ -154,11 +139,12 @@ def _train(prepared: Prepared, recipe: Recipe, path: Path, *, baseline: bool = F
     build = build_baseline if baseline else build_model
     model = in_scope(prepared.strategy, lambda: build(recipe, dataset, prepared.tasks))
     epochs = recipe.baseline_epochs if baseline else recipe.training.epochs
+    names = [t.name for t in prepared.tasks]
     fitted = fit(model, recipe, dataset, prepared.strategy, epochs=epochs)
     result = {
         "fingerprint": digest,
-        "validation": _metrics(model, dataset, prepared, "validation"),
-        "test": _metrics(model, dataset, prepared, "test"),
+        "validation": split_metrics(model, dataset, prepared, names, "validation"),
+        "test": split_metrics(model, dataset, prepared, names, "test"),
         "train_seconds": fitted.seconds,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,16 +222,6 @@ def run_pareto(prepared: Prepared, output_dir: str | Path, settings: ParetoSetti
     payload["plot"] = plot_front(payload, out / PLOT_FILE)
     atomic_write_text(out / RESULT_FILE, json.dumps(_clean(payload), indent=2) + "\n")
     return payload
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def format_front(payload: dict[str, Any]) -> str:

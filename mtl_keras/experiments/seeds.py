@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 import keras
 
 from mtl_keras._io import atomic_write_text
-from mtl_keras.evaluation.verdict import serve_from, transfer_verdicts, verdicts_markdown
+from mtl_keras.evaluation.verdict import _mean, _std, serve_from, transfer_verdicts, verdicts_markdown
 from mtl_keras.experiments.preparation import Prepared
 from mtl_keras.recipes import Recipe
 
@@ -50,15 +49,8 @@ def seed_dir(output: Path, recipe: Recipe) -> Path:
 
 
 def _delta_m(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    values = [r.get("delta_m") for r in reports]
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    mean = sum(finite) / len(finite) if finite else None
-    std = (
-        math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
-        if mean is not None and len(finite) > 1
-        else None
-    )
-    return {"mean": mean, "std": std, "per_seed": [None if v is None else float(v) for v in values]}
+    values = [None if r.get("delta_m") is None else float(r["delta_m"]) for r in reports]
+    return {"mean": _mean(values), "std": _std(values), "per_seed": values}
 
 
 def summarise(recipe: Recipe, reports: list[dict[str, Any]], runs: list[str]) -> dict[str, Any]:
@@ -97,11 +89,14 @@ def run_seeds(
     out = Path(output)
     recipes = seed_recipes(recipe)
     reports, runs = [], []
+    dataset = None
     for k, single in enumerate(recipes):
         logger.info("Seed %d (%d of %d).", single.seed, k + 1, len(recipes))
         directory = seed_dir(out, single)
         prepared = first if k == 0 and first is not None else prepare(single)
         reports.append(run(prepared, directory, resume=resume))
+        if k == 0:
+            dataset = prepared.dataset  # the splits every seed shares: the export's request rows
         del prepared
         runs.append(directory.name)
     summary = summarise(recipe, reports, runs)
@@ -112,7 +107,7 @@ def run_seeds(
     if recipe.export.enabled:
         from mtl_keras.experiments.train import export_dir
 
-        summary["export"] = export_seeds(out, recipe, export_dir(recipe))
+        summary["export"] = export_seeds(out, recipe, export_dir(recipe), dataset=dataset)
     atomic_write_text(out / "report.json", to_json(summary))
     atomic_write_text(out / "report.md", verdicts_markdown(summary))
     return summary
@@ -147,13 +142,15 @@ def serving_model(run_dir: str | Path) -> tuple[keras.Model, dict[str, Any]]:
     return composite_model(models, chosen, name=multi.name), {}
 
 
-def export_seeds(run_dir: str | Path, recipe: Recipe, base_dir: str) -> str:
-    """Export the model a multi-seed run serves as a new TF Serving version under ``base_dir``."""
+def export_seeds(run_dir: str | Path, recipe: Recipe, base_dir: str, *, dataset: Any = None) -> str:
+    """Export the model a multi-seed run serves as a new TF Serving version under ``base_dir``; the
+    recipe's data set is loaded unless ``dataset`` is given."""
     from mtl_keras.experiments.preparation import load_data
     from mtl_keras.experiments.train import export
 
     model, calibration = serving_model(run_dir)
-    return export(model, load_data(recipe), base_dir, calibration=calibration, fusion=recipe.export.fusion)
+    data = load_data(recipe) if dataset is None else dataset
+    return export(model, data, base_dir, calibration=calibration, fusion=recipe.export.fusion)
 
 
 __all__ = [
