@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from mtl_keras import builders
+from mtl_keras import balancers, builders
 from mtl_keras.data import from_dataframe, per_task, temperature_probabilities
 from mtl_keras.distribute.stream import StreamSpec
 
@@ -201,10 +201,10 @@ def test_bad_sources_and_options_are_value_errors_naming_them(sources):
         per_task(sources, sampling="temperature", temperature=0.0)
 
 
-def _model(mixed, balancer: str = "pcgrad"):
+def _model(mixed, balancer: str = "pcgrad", run_eagerly: bool = False):
     keras.utils.set_random_seed(0)
     model = builders.hard_sharing(mixed.tasks, mixed.input_spec(), trunk=(16,), tower_units=(8,))
-    model.compile(keras.optimizers.Adam(1e-2), balancer=balancer)
+    model.compile(keras.optimizers.Adam(1e-2), balancer=balancer, run_eagerly=run_eagerly)
     return model
 
 
@@ -221,6 +221,35 @@ def test_fit_with_a_gradient_balancer_lowers_both_task_losses(sources):
     model.fit(mixed.training_stream(spec, epochs=8), epochs=1, verbose=0)
     after = _task_losses(model, mixed)
     assert after["a"] < 0.8 * before["a"] and after["b"] < 0.5 * before["b"], (before, after)
+
+
+BALANCERS = [*balancers.WEIGHTINGS.names(), *balancers.AGGREGATORS.names()]
+
+
+@pytest.fixture(scope="module")
+def curriculum_batches(sources):
+    """A curriculum from task a alone: the first batch has no label of task b, later batches mix both."""
+    mixed = per_task(sources, sampling="curriculum", start={"a": 1.0}, end={"a": 0.5, "b": 0.5}, epochs=2)
+    spec = StreamSpec.for_size(mixed.num_examples("train"), 16, seed=0)
+    return mixed, list(mixed.training_stream(spec, epochs=1).take(3))
+
+
+@pytest.mark.parametrize("balancer", BALANCERS)
+def test_every_balancer_trains_on_batches_that_label_one_task(curriculum_batches, balancer):
+    mixed, batches = curriculum_batches
+    first_x, first_y = batches[0]
+    assert np.all(np.isnan(first_y["b"].numpy())) and not np.any(np.isnan(first_y["a"].numpy()))
+    model = _model(mixed, balancer, run_eagerly=True)  # the compiled steps are covered by test_masks.py
+    tower_b = [v.numpy().copy() for v in model.get_layer("tower_b").trainable_variables]
+    model.train_on_batch(first_x, first_y)
+    for before, variable in zip(tower_b, model.get_layer("tower_b").trainable_variables, strict=True):
+        np.testing.assert_array_equal(before, variable.numpy(), err_msg=variable.path)
+    for x, y in batches[1:]:
+        logs = model.train_on_batch(x, y, return_dict=True)
+    for key in ("loss", "a_loss", "b_loss"):
+        assert np.isfinite(logs[key]), (key, logs)
+    for variable in model.trainable_variables:
+        assert np.all(np.isfinite(variable.numpy())), variable.path
 
 
 def test_two_replicas_give_the_one_device_epoch(sources, mirrored_strategy):
@@ -242,14 +271,12 @@ def test_two_replicas_give_the_one_device_epoch(sources, mirrored_strategy):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
 
 
-def test_train_a_per_task_recipe_from_two_csvs_with_export(tmp_path, capsys, monkeypatch):
-    from mtl_keras.cli import main
-
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "files").mkdir()
-    _frame_a(240).drop(columns="row").to_csv(tmp_path / "files" / "clicks.csv", index=False)
-    _frame_b(120).drop(columns="row").to_csv(tmp_path / "files" / "spend.csv", index=False)
-    recipe = {
+def _per_task_recipe(directory) -> dict:
+    (directory / "files").mkdir()
+    _frame_a(240).drop(columns="row").to_csv(directory / "files" / "clicks.csv", index=False)
+    _frame_b(120).drop(columns="row").to_csv(directory / "files" / "spend.csv", index=False)
+    (directory / "recipes").mkdir()
+    return {
         "name": "mixed",
         "seed": 0,
         "data": {
@@ -265,7 +292,13 @@ def test_train_a_per_task_recipe_from_two_csvs_with_export(tmp_path, capsys, mon
         "balancer": "pcgrad",
         "training": {"epochs": 3, "batch_size": 32, "optimizer": {"name": "adam", "learning_rate": 0.01}},
     }
-    (tmp_path / "recipes").mkdir()
+
+
+def test_train_a_per_task_recipe_from_two_csvs_with_export(tmp_path, capsys, monkeypatch):
+    from mtl_keras.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    recipe = _per_task_recipe(tmp_path)
     (tmp_path / "recipes" / "mixed.yaml").write_text(yaml.safe_dump(recipe))
     train = ["--quiet", "train", "recipes/mixed.yaml", "--output", "runs/mixed", "--set", "training.epochs=1"]
     assert main([*train, "--set", f"export.base_dir={tmp_path / 'export'}"]) == 0
@@ -281,3 +314,29 @@ def test_train_a_per_task_recipe_from_two_csvs_with_export(tmp_path, capsys, mon
     capsys.readouterr()
     assert main(["--quiet", "train", "recipes/bad.yaml", "--output", "runs/bad"]) == 2
     assert "no task 'b'" in capsys.readouterr().err
+
+
+def test_tune_searches_a_per_task_recipe(tmp_path, monkeypatch):
+    from mtl_keras.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    recipe = _per_task_recipe(tmp_path)
+    recipe["training"].update(epochs=1, steps_per_epoch=2)
+    recipe["search"] = {
+        "tuner": "random",
+        "max_trials": 2,
+        "objective": {"kind": "delta_m"},
+        "space": {"balancer": {"choice": ["mgda", "uncertainty"]}},
+    }
+    (tmp_path / "recipes" / "search.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["--quiet", "tune", "recipes/search.yaml", "--output", "search"]) == 0
+    results = json.loads((tmp_path / "search" / "results.json").read_text())
+    assert len(results["trials"]) == 2
+    for trial in results["trials"]:
+        assert trial["status"] == "COMPLETED" and np.isfinite(trial["objective"]), trial
+        assert set(trial["validation"]) == {"a", "b"}
+        assert all(np.isfinite(v) for metrics in trial["validation"].values() for v in metrics.values()), (
+            trial
+        )
+    best = yaml.safe_load((tmp_path / "search" / "best.yaml").read_text())
+    assert best["data"]["name"] == "per_task" and set(best["data"]["sources"]) == {"a", "b"}
