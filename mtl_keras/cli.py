@@ -153,7 +153,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     pareto.add_argument("recipe", help="a recipe YAML file")
     pareto.add_argument("--points", type=int, default=5, metavar="N", help="preference vectors (default: 5)")
-    pareto.add_argument("--method", choices=["linear", "stch"], default="linear", help="default: linear")
+    pareto.add_argument(
+        "--method",
+        choices=["linear", "stch", "epo"],
+        default="linear",
+        help="linear weights, smooth Tchebycheff or EPO (preference-exact); default: linear",
+    )
     pareto.add_argument(
         "--tasks", metavar="A,B", help="the front's tasks (default: all; others keep weight 1)"
     )

@@ -8,7 +8,11 @@ most ``points`` vectors), the recipe's model is trained once per λ with
 * ``linear``: static task weights λ (``tasks.<name>.weight``; tasks outside the front keep weight 1);
 * ``stch``: the smooth Tchebycheff balancer (:class:`~mtl_keras.balancers.weightings.stch.STCH`) with
   preference λ (1 for tasks outside the front); its other options are the recipe's own when its balancer
-  is already ``stch``, else the defaults with ``warmup_epochs = max(1, epochs // 5)``.
+  is already ``stch``, else the defaults with ``warmup_epochs = max(1, epochs // 5)``;
+* ``epo``: the EPO aggregator (:class:`~mtl_keras.balancers.aggregators.epo.EPO`, preference-exact) with
+  preference λ (1 for tasks outside the front), static weights 1: each point's training losses end on the
+  ray ``λ_1 L_1 = λ_2 L_2 = …`` up to EPO's ``eps`` (a task with λ_i = 0 is left out of the ray). EPO's
+  other options are the recipe's own when its aggregator is already ``epo``.
 
 The recipe's own balancer is replaced. Every point is trained through the one training path
 (:func:`mtl_keras.experiments.fitting.fit`) with the recipe's budget, evaluated on the validation and test
@@ -20,8 +24,8 @@ non_dominated, recipe), ``single_task`` and ``settings``; ``front.png`` is the f
 preference order; 3 or more: every pairwise projection); ``points/point_<k>.yaml`` is a runnable recipe
 of point k (``mtl-keras train`` it to get that model with its report and export).
 
-Preference-exact methods (EPO, Mahapatra & Rajan 2020) are not implemented: a linear or STCH point lies
-near, not on, its preference ray.
+A linear or STCH point lies near, not on, its preference ray; an EPO point lies on it (for its training
+losses, within ``eps``; validation and test metrics are off the ray by the generalisation gap).
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class ParetoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     points: int = Field(default=5, ge=2, description="preference vectors to train")
-    method: Literal["linear", "stch"] = "linear"
+    method: Literal["linear", "stch", "epo"] = "linear"
     tasks: str | None = Field(default=None, description="'a,b': the front's tasks (default: all)")
 
 
@@ -104,6 +108,13 @@ def point_recipe(
         for name, weight in zip(names, full, strict=True):
             tasks[name]["weight"] = weight
         raw["balancer"] = {"weighting": None, "aggregator": None}
+    elif method == "epo":
+        for entry in tasks.values():
+            entry["weight"] = None
+        own = raw["balancer"].get("aggregator") or {}
+        options = dict(own) if own.get("name") == "epo" else {"name": "epo"}
+        options["preference"] = full
+        raw["balancer"] = {"weighting": None, "aggregator": options}
     else:
         for entry in tasks.values():
             entry["weight"] = None

@@ -11,7 +11,8 @@ A model takes one of each; adding a method is one class plus ``@WEIGHTINGS.regis
 ``compile(balancer=...)`` and in recipes. What a method declares instead of receiving the model:
 ``randomised`` (only then it takes ``seed``), ``Weighting.norms_over`` (which variables it needs per-task
 gradient norms of), ``Aggregator.needs_jacobian`` / ``gramian_based``; what it may implement besides its
-computation: ``after_step(losses)`` (state moved after the optimizer's update) and
+computation: ``after_step(losses)`` (state moved after the optimizer's update),
+``Aggregator.observe_losses(losses)`` (the step's task losses, for aggregators that need them, as EPO) and
 ``Aggregator.build_blocks(shapes)`` (state of the Jacobian's size), ``Weighting.build_blocks(shapes)`` and
 ``Weighting.observe_gradients(gradients)`` (per-parameter state and the task gradients, for weightings with
 ``norms_over``). The training steps that call them are in
@@ -130,6 +131,11 @@ class Aggregator(_Balancer):
     needs_jacobian: bool = True
     #: True when the update is ``Jᵀ w`` with row weights w computed from ``G = J Jᵀ`` alone.
     gramian_based: bool = False
+
+    def observe_losses(self, losses: tf.Tensor) -> None:
+        """Called by the Jacobian steps right before the aggregation, with the step's global task losses
+        (T,) as constants (identical on every replica). The default ignores them; an aggregator whose
+        direction depends on the loss values (EPO) keeps them for its next :meth:`aggregate` call."""
 
     def aggregate(self, jacobian: tf.Tensor) -> tf.Tensor:
         jacobian = tf.convert_to_tensor(jacobian)

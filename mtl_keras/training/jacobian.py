@@ -61,6 +61,8 @@ class JacobianStep(Step):
             tf.add_n(parts) if parts else tf.zeros_like(value)
             for parts, value in zip(specific_grads, specific_values, strict=True)
         ]
+        if self.aggregator is not None:
+            self.aggregator.observe_losses(state.losses)
         shared_grads = self.shared_update(runner, tape, state, rows)
         grads = runner.with_regularization(
             tape, state, shared_values + specific_values, shared_grads + summed

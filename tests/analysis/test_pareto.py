@@ -119,6 +119,10 @@ def test_point_recipes_and_bad_tasks(front):
     assert stch.balancer.weighting.name == "stch"
     assert stch.balancer.weighting.options["preference"] == [0.25, 0.75]
     assert stch.balancer.weighting.options["warmup_epochs"] == 1  # max(1, 4 epochs // 5)
+    epo = point_recipe(recipe, ["a", "c"], ["a", "c"], [0.25, 0.75], "epo")
+    assert epo.balancer.weighting is None and epo.balancer.aggregator.name == "epo"
+    assert epo.balancer.aggregator.options["preference"] == [0.25, 0.75]
+    assert (epo.tasks["a"].weight, epo.tasks["c"].weight) == (None, None)
     with pytest.raises(RecipeError, match="unknown task"):
         front_tasks("a,typo", ["a", "c"])
     with pytest.raises(RecipeError, match="at least two tasks"):

@@ -7,6 +7,7 @@ from mtl_keras.balancers.aggregators.aligned_mtl import AlignedMTL
 from mtl_keras.balancers.aggregators.cagrad import CAGrad
 from mtl_keras.balancers.aggregators.config import ConFIG
 from mtl_keras.balancers.aggregators.dualproj import DualProj
+from mtl_keras.balancers.aggregators.epo import EPO
 from mtl_keras.balancers.aggregators.fairgrad import FairGrad
 from mtl_keras.balancers.aggregators.graddrop import GradDrop
 from mtl_keras.balancers.aggregators.gradvac import GradVac
@@ -21,6 +22,7 @@ from mtl_keras.balancers.aggregators.sum import Sum
 from mtl_keras.balancers.aggregators.upgrad import UPGrad
 
 __all__ = [
+    "EPO",
     "IMTL",
     "MGDA",
     "AlignedMTL",
