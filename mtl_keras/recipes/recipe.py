@@ -94,6 +94,15 @@ class Recipe(Section):
     def _frozen_backbone(self) -> Recipe:
         if self.freeze.backbone and self.backbone is None:
             raise RecipeError("freeze.backbone", "there is no `backbone` section to freeze")
+        if self.freeze.backbone_lr_multiplier is not None and self.backbone is None:
+            raise RecipeError("freeze.backbone_lr_multiplier", "there is no `backbone` section")
+        at = self.freeze.unfreeze_at_epoch
+        if at is not None and at >= self.training.epochs:
+            raise RecipeError(
+                "freeze.unfreeze_at_epoch",
+                f"expected fewer than training.epochs ({self.training.epochs}) epochs, got {at}: "
+                "the backbone would never be unfrozen",
+            )
         return self
 
     @model_validator(mode="after")
