@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
     )
     train.add_argument(
+        "--init-from",
+        metavar="RUN_DIR",
+        help="start from the trained weights of RUN_DIR (same tasks and architecture; e.g. retraining on "
+        "new data); the single-task baselines start afresh; sets the recipe's init_from",
+    )
+    train.add_argument(
         "--seeds",
         type=int,
         metavar="N",
@@ -225,6 +231,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"distribute.strategy={args.strategy}")
     if args.seeds is not None:
         overrides.append(f"seeds={args.seeds}")
+    if args.init_from is not None:
+        overrides.append(f"init_from={json.dumps(str(Path(args.init_from).resolve()))}")
     if "search" in read_raw_recipe(args.recipe, overrides):  # a search recipe trains with its own values
         raw, _ = load_search_recipe(args.recipe, overrides)
         recipe = validate(raw, directory=Path(args.recipe).resolve().parent)
@@ -250,6 +258,7 @@ def _interrupted(args: argparse.Namespace, output: Path) -> int:
     again += [f"--set {shlex.quote(item)}" for item in args.overrides]
     again += ["--strategy", args.strategy] if args.strategy is not None else []
     again += ["--seeds", str(args.seeds)] if args.seeds is not None else []
+    again += ["--init-from", args.init_from] if args.init_from is not None else []
     sys.stderr.write(
         f"\ninterrupted: the last checkpoint is in {output}; continue with\n"
         f"  mtl-keras train {' '.join(again)} --resume\n"

@@ -263,6 +263,15 @@ def check_production(recipe: Recipe, tasks: list[Task]) -> None:
             raise RecipeError("export.fusion.formula", str(error)) from None
 
 
+def _warm_start(model: MultiTaskModel, run_dir: str, strategy: Any) -> None:
+    from mtl_keras.experiments.warm_start import warm_start
+
+    try:
+        in_scope(strategy, lambda: warm_start(model, run_dir))
+    except ValueError as error:
+        raise RecipeError("init_from", str(error)) from None
+
+
 def prepare(recipe: Recipe) -> Prepared:
     """Load data, resolve tasks, build and compile both models: every recipe error surfaces here."""
     from mtl_keras.experiments.tracking import check_tracking
@@ -275,6 +284,8 @@ def prepare(recipe: Recipe) -> Prepared:
         tasks = resolve_tasks(recipe, dataset)
         check_production(recipe, tasks)
         model, baseline = build_models(recipe, dataset, tasks, strategy)
+        if recipe.init_from is not None:
+            _warm_start(model, recipe.init_from, strategy)
     return Prepared(recipe, dataset, tasks, strategy, model, baseline)
 
 

@@ -49,6 +49,9 @@ class Recipe(Section):
         default=1, description="train with seeds seed, seed+1, ...; >= 2 gives a verdict per task"
     )
     imports: list[str] = Field(default_factory=list, description="modules to import first")
+    init_from: str | None = Field(
+        default=None, description="a run directory whose trained weights the model starts from (warm start)"
+    )
     data: DataSpec = Field(description="name: <data set> plus its options, or tfds: {...}")
     tasks: dict[str, TaskSpec] = Field(default_factory=dict, description="{task: {weight, metrics, loss}}")
     architecture: ArchitectureSpec = Field(description="name: <architecture> plus its options")
