@@ -99,7 +99,7 @@ def add_task(
                 lambda t: rebuild(t) if isinstance(t, keras.KerasTensor) else t, node.arguments.kwargs
             )
             if tensor is outputs[template]:  # the output layer: the new task's activation or standardisation
-                built[(id(layer), index)] = [float32_output(args[0], new)]
+                built[(id(layer), index)] = [float32_output(args[0], new, activation=new.activation)]
             else:
                 config = {**layer.get_config(), "name": _renamed(layer.name, template, new.name, taken)}
                 if isinstance(layer, Tower):

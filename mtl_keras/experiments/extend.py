@@ -91,6 +91,9 @@ def extension_data(recipe: Recipe, task: str, data_file: str | None = None) -> t
     block = {"name": recipe.data.name, **recipe.data.options}
     if recipe.data.name in FILE_SOURCES:
         block["tasks"] = {**block.get("tasks", {}), name: spec}
+        column = spec.get("column", name)
+        if isinstance(block.get("features"), dict):  # the label column was skipped as a feature
+            block["features"] = {k: v for k, v in block["features"].items() if k != column}
         if data_file is not None:
             block = {k: v for k, v in block.items() if k not in ("test", "validation")}
             block["path"] = str(Path(data_file).resolve())
@@ -193,8 +196,8 @@ def extend(
     """Add task ``task`` (a task of ``data``) to the run in ``run_dir``; returns the report.
 
     ``output_dir`` (default ``<run_dir>_<task>``) gets the new run; the export goes to ``export_base_dir``
-    (default: the run's ``export.base_dir`` or ``saved_models/<recipe name>``) unless the run's export is
-    disabled. ``data_block`` is the recipe ``data`` block of ``data`` (written to the new ``recipe.json``).
+    (default: the run's ``export.base_dir`` or ``saved_models/<recipe name>``; none when the run's export is
+    disabled and no ``export_base_dir`` is given). ``data_block`` is the recipe ``data`` block of ``data`` (written to the new ``recipe.json``).
     """
     from mtl_keras.builders.catalog import get_builder
     from mtl_keras.experiments.preparation import load_data, policy
@@ -281,7 +284,7 @@ def extend(
         "train_seconds": fitted.seconds,
         "params": int(model.count_params()),
     }
-    if recipe.export.enabled:
+    if recipe.export.enabled or export_base_dir is not None:
         calibration_file = Path(run_dir) / "calibration.json"
         calibration = json.loads(calibration_file.read_text()) if calibration_file.exists() else None
         report["export"] = export(model, data, export_base_dir or export_dir(recipe), calibration=calibration)
