@@ -200,7 +200,9 @@ def _parser() -> argparse.ArgumentParser:
         "--ewc-strength", type=float, default=100.0, metavar="LAMBDA", help="ewc: default 100"
     )
     extend.add_argument("--no-baseline", action="store_true", help="skip the new task's single-task network")
-    extend.add_argument("--output", "-o", metavar="DIR", help="the new run directory (default: RUN_DIR_NAME)")
+    extend.add_argument(
+        "--output", "-o", metavar="DIR", help="the new run directory (default: RUN_DIR_<NAME>)"
+    )
     extend.add_argument("--base-dir", help="export base directory (default: the run's)")
 
     add_tune_parser(commands)
