@@ -29,6 +29,8 @@ examples:
   mtl-keras tune tuning/census_search.yaml --max-trials 10
   mtl-keras affinity zoo/synthetic_mmoe.yaml --groups 2      # which tasks should share a network
   mtl-keras pareto zoo/census_mmoe.yaml --points 5 --method stch   # the trade-off between the tasks
+  mtl-keras train shop.yaml --init-from runs/shop   # warm start on new data
+  mtl-keras extend runs/shop --add-task returned:binary --keep distill   # add a task, old ones protected
   mtl-keras evaluate runs/census_mmoe
   mtl-keras export runs/census_mmoe            # a new version under saved_models/census_mmoe/
   mtl-keras export --check saved_models/census_mmoe/1
@@ -72,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_overrides(train)
     train.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
+    )
+    train.add_argument(
+        "--init-from",
+        metavar="RUN_DIR",
+        help="start from the trained weights of RUN_DIR (same tasks and architecture; e.g. retraining on "
+        "new data); the single-task baselines start afresh; sets the recipe's init_from",
     )
     train.add_argument(
         "--seeds",
@@ -165,6 +173,43 @@ def _parser() -> argparse.ArgumentParser:
     pareto.add_argument("--output", "-o", help="output directory (default: runs/<recipe name>/pareto)")
     _add_overrides(pareto)
 
+    extend = commands.add_parser(
+        "extend",
+        help="add a task to a trained run, protecting the old tasks (frozen, distill or ewc)",
+        description="Add a head for a new task on a trained run's representation (a fresh copy of an old "
+        "task's branch), train it on data labelled for the new task (the old tasks' labels masked) and "
+        "protect the old tasks: frozen (every old variable fixed: old predictions unchanged), distill "
+        "(LwF: the old model's outputs as soft targets), ewc (diagonal-Fisher penalty from the old "
+        "training data) or none (plain fine-tuning). Reports the old tasks' test metrics before/after and "
+        "the new task's against its single-task network, writes a run directory and exports a new version "
+        "with a predict_<task> signature.",
+    )
+    extend.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `mtl-keras train`")
+    extend.add_argument(
+        "--add-task",
+        required=True,
+        metavar="NAME:KIND[:COLUMN]",
+        help="the new task: KIND is binary, multiclass or regression; COLUMN (default NAME) of the run's "
+        "csv/parquet data (or of --data) holds its labels",
+    )
+    extend.add_argument(
+        "--data", metavar="FILE", help="a file with the same feature columns and the new label column"
+    )
+    extend.add_argument(
+        "--keep", choices=["frozen", "distill", "ewc", "none"], default="frozen", help="default: frozen"
+    )
+    extend.add_argument("--epochs", type=int, metavar="N", help="default: the run's training.epochs")
+    extend.add_argument("--distill-weight", type=float, default=1.0, metavar="W", help="distill: default 1")
+    extend.add_argument("--temperature", type=float, default=2.0, metavar="T", help="distill: default 2")
+    extend.add_argument(
+        "--ewc-strength", type=float, default=100.0, metavar="LAMBDA", help="ewc: default 100"
+    )
+    extend.add_argument("--no-baseline", action="store_true", help="skip the new task's single-task network")
+    extend.add_argument(
+        "--output", "-o", metavar="DIR", help="the new run directory (default: RUN_DIR_<NAME>)"
+    )
+    extend.add_argument("--base-dir", help="export base directory (default: the run's)")
+
     add_tune_parser(commands)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run on its test split")
@@ -230,6 +275,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"distribute.strategy={args.strategy}")
     if args.seeds is not None:
         overrides.append(f"seeds={args.seeds}")
+    if args.init_from is not None:
+        overrides.append(f"init_from={json.dumps(str(Path(args.init_from).resolve()))}")
     if "search" in read_raw_recipe(args.recipe, overrides):  # a search recipe trains with its own values
         raw, _ = load_search_recipe(args.recipe, overrides)
         recipe = validate(raw, directory=Path(args.recipe).resolve().parent)
@@ -255,6 +302,7 @@ def _interrupted(args: argparse.Namespace, output: Path) -> int:
     again += [f"--set {shlex.quote(item)}" for item in args.overrides]
     again += ["--strategy", args.strategy] if args.strategy is not None else []
     again += ["--seeds", str(args.seeds)] if args.seeds is not None else []
+    again += ["--init-from", args.init_from] if args.init_from is not None else []
     sys.stderr.write(
         f"\ninterrupted: the last checkpoint is in {output}; continue with\n"
         f"  mtl-keras train {' '.join(again)} --resume\n"
@@ -323,6 +371,48 @@ def _pareto(args: argparse.Namespace) -> int:
     _print(
         f"\nwrote {output / RESULT_FILE}, {output / PLOT_FILE} and a recipe per point in {output / 'points'}"
     )
+    return 0
+
+
+def _extend(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from mtl_keras.experiments.extend import (
+        ExtendSettings,
+        extend,
+        extension_data,
+        format_extension,
+        load_run,
+    )
+    from mtl_keras.recipes import RecipeError
+
+    try:
+        settings = ExtendSettings(
+            keep=args.keep,
+            epochs=args.epochs,
+            distill_weight=args.distill_weight,
+            temperature=args.temperature,
+            ewc_strength=args.ewc_strength,
+            baseline=not args.no_baseline,
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise RecipeError(f"--{first['loc'][0]}".replace("_", "-"), first["msg"]) from None
+    recipe, _ = load_run(args.run_dir)
+    data, block = extension_data(recipe, args.add_task, args.data)
+    name = args.add_task.split(":")[0]
+    output = Path(args.output or f"{Path(args.run_dir)}_{name}")
+    report = extend(
+        args.run_dir,
+        name,
+        data,
+        settings=settings,
+        output_dir=output,
+        export_base_dir=args.base_dir,
+        data_block=block,
+    )
+    _print(format_extension(report))
+    _print(f"wrote {output / 'report.json'} and {output / 'report.md'}")
     return 0
 
 
@@ -459,6 +549,7 @@ COMMANDS = {
     "affinity": _affinity,
     "pareto": _pareto,
     "tune": tune_command,
+    "extend": _extend,
     "evaluate": _evaluate,
     "export": _export,
     "skew": _skew,

@@ -277,6 +277,22 @@ class MultiTaskModel(keras.Model):
         self._lookahead_hooks = [hook for hook in self._lookahead_hooks if hook != fn]
         self._retrace()
 
+    def refresh_step(self) -> None:
+        """Choose the training step again for the current trainable variables and trace it anew: call after
+        layers were frozen or unfrozen during training (:class:`~mtl_keras.callbacks.UnfreezeBackbone`).
+        The balancer keeps its state; a running ``fit`` continues with the new step from its next batch."""
+        if not getattr(self, "_mtl_compiled", False):
+            return
+        self._runner.step = choose_step(self, self.balancer)
+        self.balancer_state.adopt(self.balancer.weighting.variables)
+        from mtl_keras.distribute.multi_worker import forget_functions
+
+        forget_functions(self)
+        if self.train_function is not None:  # a running fit calls self.train_function at every step
+            self.make_train_function(force=True)
+        self.test_function = None
+        self.predict_function = None
+
     def _retrace(self) -> None:
         if getattr(self, "_mtl_compiled", False):
             self._runner.loss_terms = [*self._loss_terms, *self._extra_losses]

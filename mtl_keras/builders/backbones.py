@@ -77,6 +77,12 @@ class Backbone:
         return f"Backbone({self.model.name!r}, inputs={self.inputs!r}, trainable={self.trainable})"
 
 
+def backbone_layers(model: Any) -> list[Any]:
+    """The backbone layers of a model built from a :class:`Backbone`: the layer named ``backbone`` of a
+    multi-task model, or each single-task column's copy (``<task>__backbone``)."""
+    return [layer for layer in model.layers if layer.name == "backbone" or layer.name.endswith("__backbone")]
+
+
 def copy_model(model: Any) -> Any:
     """A new model of the same structure as ``model`` with a copy of its current weights."""
     try:
@@ -165,4 +171,4 @@ def keras_application(
     return Backbone(wrapped, source, trainable=trainable)
 
 
-__all__ = ["POOLINGS", "Backbone", "copy_model", "keras_application"]
+__all__ = ["POOLINGS", "Backbone", "backbone_layers", "copy_model", "keras_application"]

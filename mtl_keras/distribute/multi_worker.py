@@ -71,6 +71,11 @@ def _functions(model: MultiTaskModel) -> dict[str, Callable[..., Any]]:
     return cached
 
 
+def forget_functions(model: MultiTaskModel) -> None:
+    """Drop the model's traced step functions (the next step traces again: after (un)freezing layers)."""
+    _FUNCTIONS.pop(model, None)
+
+
 def _results(model: MultiTaskModel) -> dict[str, float]:
     # Cross-replica reads of the metrics' variables: an all-reduce over every replica of every worker.
     return {k: float(v) for k, v in model.get_metrics_result().items()}
@@ -165,4 +170,4 @@ def fit(run: TrainingRun) -> None:
         raise _lost(error) from error
 
 
-__all__ = ["PEER_ERRORS", "WorkerLost", "evaluate", "fit"]
+__all__ = ["PEER_ERRORS", "WorkerLost", "evaluate", "fit", "forget_functions"]

@@ -31,6 +31,7 @@ from mtl_keras.distribute.strategy import agree, in_scope, worker_role
 from mtl_keras.experiments.preparation import stream_spec
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.recipes import EarlyStoppingSpec, Recipe, RecipeError
+from mtl_keras.recipes.sections import FreezeSpec
 
 logger = logging.getLogger("mtl_keras")
 
@@ -47,12 +48,20 @@ RESULT_SECTIONS = (
 )
 
 
+_DEFAULTS: dict[str, Any] = {"backbone": None, "freeze": FreezeSpec()}
+
+
 def fingerprint(recipe: Recipe, sections: Sequence[str] = RESULT_SECTIONS) -> str:
     """A digest of ``sections`` of ``recipe`` and the library version (cached results are reused while it
     holds: the baselines' results, a checkpoint to resume)."""
     dumped = recipe.model_dump()
+    # A backbone and its freezing decide the result too; left out when absent, so that the digests of
+    # recipes without them stay as they were.
+    optional = {
+        k: dumped[k] for k in ("backbone", "freeze") if k in dumped and getattr(recipe, k) != _DEFAULTS[k]
+    }
     payload = json.dumps(
-        {k: dumped[k] for k in sections} | {"version": __version__, "files": data_files(recipe)},
+        {k: dumped[k] for k in sections} | optional | {"version": __version__, "files": data_files(recipe)},
         sort_keys=True,
         default=str,
     )
@@ -96,6 +105,17 @@ def stoppers(early: EarlyStoppingSpec) -> list[keras.callbacks.Callback]:
         "per_task": lambda: PerTaskEarlyStopping(patience=early.patience),
     }
     return [kinds[early.mode]()] if early.mode in kinds else []
+
+
+def unfreezing(recipe: Recipe, model: MultiTaskModel) -> list[keras.callbacks.Callback]:
+    """The callback unfreezing the backbone at ``freeze.unfreeze_at_epoch`` (none without a schedule)."""
+    from mtl_keras.builders.backbones import backbone_layers
+    from mtl_keras.callbacks.unfreeze import UnfreezeBackbone
+
+    at = recipe.freeze.unfreeze_at_epoch
+    if at is None or not backbone_layers(model):
+        return []
+    return [UnfreezeBackbone(at)]
 
 
 @dataclass
@@ -185,6 +205,7 @@ def fit(
         epochs=epochs,
         validation=dataset.batches("validation", max(recipe.training.batch_size, 1024)),
         callbacks=[
+            *unfreezing(recipe, model),
             *callbacks,
             *([LossScaleWarning()] if chief else []),
             *stoppers(recipe.training.early_stopping),
@@ -218,4 +239,5 @@ __all__ = [
     "fingerprint",
     "fit",
     "stoppers",
+    "unfreezing",
 ]

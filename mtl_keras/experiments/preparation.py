@@ -120,6 +120,25 @@ def builder_inputs(recipe: Recipe, dataset: Any) -> Any:
         raise RecipeError("backbone", str(error)) from None
 
 
+def apply_freeze(model: MultiTaskModel, recipe: Recipe) -> None:
+    """The recipe's ``freeze`` schedule on a compiled model (call in the strategy's scope): the optimizer
+    built for the backbone's variables when it is unfrozen later, and the backbone's learning-rate
+    multiplier. The unfreezing itself is :class:`~mtl_keras.callbacks.UnfreezeBackbone`, added by ``fit``."""
+    from mtl_keras.builders.backbones import backbone_layers
+    from mtl_keras.callbacks.unfreeze import prepare_unfreezing, trainable_after_unfreezing
+    from mtl_keras.training.discriminative import scale_learning_rate
+
+    spec = recipe.freeze
+    layers = backbone_layers(model)
+    if recipe.backbone is None or not layers:
+        return
+    if spec.unfreeze_at_epoch is not None:
+        prepare_unfreezing(model, layers)
+    if spec.multiplier != 1.0:
+        variables = [v for layer in layers for v in trainable_after_unfreezing(layer, [layer])]
+        scale_learning_rate(model.optimizer, variables, spec.multiplier)
+
+
 def stream_spec(recipe: Recipe, dataset: Any) -> StreamSpec:
     """The batches of one training epoch: the recipe's batch size, seed and step cap."""
     training = recipe.training
@@ -166,6 +185,7 @@ def build_model(recipe: Recipe, dataset: AnyDataset, tasks: list[Task]) -> Multi
         )
     except ValueError as error:
         raise RecipeError("balancer", str(error)) from None
+    apply_freeze(model, recipe)
     return model
 
 
@@ -185,6 +205,7 @@ def build_baseline(recipe: Recipe, dataset: AnyDataset, tasks: list[Task]) -> Mu
         build_optimizer(recipe.training, steps * recipe.baseline_epochs),
         loss_weights=recipe.static_weights([t.name for t in tasks]),
     )
+    apply_freeze(baseline, recipe)
     return baseline
 
 
@@ -242,6 +263,15 @@ def check_production(recipe: Recipe, tasks: list[Task]) -> None:
             raise RecipeError("export.fusion.formula", str(error)) from None
 
 
+def _warm_start(model: MultiTaskModel, run_dir: str, strategy: Any) -> None:
+    from mtl_keras.experiments.warm_start import warm_start
+
+    try:
+        in_scope(strategy, lambda: warm_start(model, run_dir))
+    except ValueError as error:
+        raise RecipeError("init_from", str(error)) from None
+
+
 def prepare(recipe: Recipe) -> Prepared:
     """Load data, resolve tasks, build and compile both models: every recipe error surfaces here."""
     from mtl_keras.experiments.tracking import check_tracking
@@ -254,11 +284,14 @@ def prepare(recipe: Recipe) -> Prepared:
         tasks = resolve_tasks(recipe, dataset)
         check_production(recipe, tasks)
         model, baseline = build_models(recipe, dataset, tasks, strategy)
+        if recipe.init_from is not None:
+            _warm_start(model, recipe.init_from, strategy)
     return Prepared(recipe, dataset, tasks, strategy, model, baseline)
 
 
 __all__ = [
     "Prepared",
+    "apply_freeze",
     "build_baseline",
     "build_model",
     "build_models",

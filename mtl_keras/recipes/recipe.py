@@ -49,6 +49,9 @@ class Recipe(Section):
         default=1, description="train with seeds seed, seed+1, ...; >= 2 gives a verdict per task"
     )
     imports: list[str] = Field(default_factory=list, description="modules to import first")
+    init_from: str | None = Field(
+        default=None, description="a run directory whose trained weights the model starts from (warm start)"
+    )
     data: DataSpec = Field(description="name: <data set> plus its options, or tfds: {...}")
     tasks: dict[str, TaskSpec] = Field(default_factory=dict, description="{task: {weight, metrics, loss}}")
     architecture: ArchitectureSpec = Field(description="name: <architecture> plus its options")
@@ -94,6 +97,15 @@ class Recipe(Section):
     def _frozen_backbone(self) -> Recipe:
         if self.freeze.backbone and self.backbone is None:
             raise RecipeError("freeze.backbone", "there is no `backbone` section to freeze")
+        if self.freeze.backbone_lr_multiplier is not None and self.backbone is None:
+            raise RecipeError("freeze.backbone_lr_multiplier", "there is no `backbone` section")
+        at = self.freeze.unfreeze_at_epoch
+        if at is not None and at >= self.training.epochs:
+            raise RecipeError(
+                "freeze.unfreeze_at_epoch",
+                f"expected fewer than training.epochs ({self.training.epochs}) epochs, got {at}: "
+                "the backbone would never be unfrozen",
+            )
         return self
 
     @model_validator(mode="after")

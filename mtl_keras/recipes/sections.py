@@ -217,9 +217,37 @@ class BackboneSpec(Section):
 
 
 class FreezeSpec(Section):
+    """Freezing the backbone, and when and how fast it is fine-tuned."""
+
     backbone: bool = Field(
         default=False, description="keep the backbone's weights (and BatchNormalization statistics) fixed"
     )
+    unfreeze_at_epoch: PositiveInt | None = Field(
+        default=None,
+        description="with backbone: true, train frozen for this many epochs, then fine-tune the backbone",
+    )
+    backbone_lr_multiplier: PositiveFloat | None = Field(
+        default=None,
+        description="the backbone's learning rate as a multiple of the optimizer's (default 1), when trained",
+    )
+
+    @model_validator(mode="after")
+    def _schedule(self) -> FreezeSpec:
+        if self.unfreeze_at_epoch is not None and not self.backbone:
+            raise RecipeError(
+                "unfreeze_at_epoch", "only a frozen backbone is unfrozen; set freeze.backbone: true"
+            )
+        if self.backbone and self.backbone_lr_multiplier is not None and self.unfreeze_at_epoch is None:
+            raise RecipeError(
+                "backbone_lr_multiplier",
+                "a backbone frozen for the whole run is never trained; set freeze.unfreeze_at_epoch",
+            )
+        return self
+
+    @property
+    def multiplier(self) -> float:
+        """The backbone's learning-rate multiplier (1.0 when not given)."""
+        return 1.0 if self.backbone_lr_multiplier is None else self.backbone_lr_multiplier
 
 
 class MlflowSpec(Section):
