@@ -183,8 +183,11 @@ class MultiTaskModel(keras.Model):
         )
         self.balancer.build(self.task_names)
         step = choose_step(self, self.balancer)
-        # After choose_step: a weighting's per-parameter state is created there (Weighting.build_blocks).
-        self.balancer_state.adopt(self.balancer.weighting.variables)
+        # After choose_step: per-parameter state is created there (Weighting/Aggregator.build_blocks).
+        aggregator = self.balancer.aggregator
+        self.balancer_state.adopt(
+            self.balancer.weighting.variables, aggregator.variables if aggregator is not None else []
+        )
         task_losses = TaskLosses(
             self.tasks,
             [t.get_loss(losses.get(t.name)) for t in self.tasks],

@@ -204,6 +204,16 @@ class Aggregator(_Balancer):
             tf.reshape(part, b.shape[1:]) for part, b in zip(tf.split(direction, sizes), blocks, strict=True)
         ]
 
+    @property
+    def variables(self) -> list[tf.Variable]:
+        """The aggregator's state variables (GradVac's targets, MoDo's and MoCo's weights, call counters), in
+        the order they were created: the model saves and restores them with its weights."""
+        found: list[tf.Variable] = []
+        for value in vars(self).values():
+            candidates = value if isinstance(value, list | tuple) else [value]
+            found.extend(v for v in candidates if isinstance(v, tf.Variable))
+        return found
+
     def combination_weights(self) -> tf.Tensor | None:
         """Static row weights when ``needs_jacobian`` is False (update = weightsᵀ J); else None."""
         return None

@@ -39,7 +39,7 @@ CASES = (
     + [(name, "param") for name in balancers.AGGREGATORS.names()]
     + [
         (name, "rep")
-        for name in ("pcgrad", "mgda", "cagrad", "upgrad", "config", "fairgrad", "sdmgrad", "modo")
+        for name in ("pcgrad", "mgda", "cagrad", "upgrad", "config", "fairgrad", "sdmgrad", "modo", "moco")
     ]
     + [("uncertainty+pcgrad", "param")]
     + [(lambda: balancers.get("stch", ideal_point=[0.5, 0.5, 0.5]), "param")]  # past STCH's warm-up

@@ -327,15 +327,15 @@ search:
         load_recipe(_write(tmp_path, recipe.replace("[1, 2]", "[1, -2]"), "bad.yaml"))
 
 
-def test_the_aggregators_config_fairgrad_sdmgrad_modo_are_tune_choices_and_recipe_options(tmp_path):
+def test_the_aggregators_config_fairgrad_sdmgrad_modo_moco_are_tune_choices_and_recipe_options(tmp_path):
     """Each trial trains one of the newer gradient aggregators from its name; a recipe gives FairGrad its α."""
     search = """
 search:
   tuner: random
-  max_trials: 4
+  max_trials: 5
   objective: {kind: mean_normalized}
   space:
-    balancer: {choice: [config, fairgrad, sdmgrad, modo]}
+    balancer: {choice: [config, fairgrad, sdmgrad, modo, moco]}
 """
     recipe = SYNTHETIC.replace("balancer: static", "balancer: {aggregator: {name: fairgrad, alpha: 1.5}}")
     out = tmp_path / "search"
@@ -344,6 +344,7 @@ search:
     assert sorted(t["hyperparameters"]["balancer"] for t in results["trials"]) == [
         "config",
         "fairgrad",
+        "moco",
         "modo",
         "sdmgrad",
     ]
@@ -351,3 +352,8 @@ search:
     assert load_recipe(_write(tmp_path, recipe, "plain.yaml")).balancer.aggregator.options == {"alpha": 1.5}
     with pytest.raises(RecipeError, match=r"balancer\.aggregator\.alpha"):
         load_recipe(_write(tmp_path, recipe.replace("alpha: 1.5", "alpha: -1"), "bad.yaml"))
+    moco = recipe.replace("name: fairgrad, alpha: 1.5", "name: moco, beta: 0.9, gamma_decay: 0")
+    assert load_recipe(_write(tmp_path, moco, "moco.yaml")).balancer.aggregator.options == {
+        "beta": 0.9,
+        "gamma_decay": 0.0,
+    }

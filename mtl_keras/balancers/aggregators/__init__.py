@@ -14,6 +14,7 @@ from mtl_keras.balancers.aggregators.gradvac import GradVac
 from mtl_keras.balancers.aggregators.imtl import IMTL
 from mtl_keras.balancers.aggregators.mean import Mean
 from mtl_keras.balancers.aggregators.mgda import MGDA
+from mtl_keras.balancers.aggregators.moco import MoCo
 from mtl_keras.balancers.aggregators.modo import MoDo
 from mtl_keras.balancers.aggregators.nash_mtl import NashMTL
 from mtl_keras.balancers.aggregators.pcgrad import PCGrad
@@ -33,6 +34,7 @@ __all__ = [
     "GradDrop",
     "GradVac",
     "Mean",
+    "MoCo",
     "MoDo",
     "NashMTL",
     "PCGrad",

@@ -26,24 +26,32 @@ def project_to_simplex(v: tf.Tensor, mask: tf.Tensor, mass: tf.Tensor) -> tf.Ten
     return tf.maximum(v - theta, 0.0) * mask
 
 
+def projected_weight_step(
+    g: tf.Tensor, weights: tf.Tensor, mask: tf.Tensor, gamma: tf.Tensor, rho: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(row weights, new state)``: ``λ ← Π(λ − γ (G + ρ I) λ)`` over the tasks where ``mask`` is 1 (only
+    their rows and columns of G are used), the others keeping their share; the row weights are the
+    present tasks' λ rescaled to sum 1 (all zero when no task is present). Shared with MoCo, which takes
+    the step on the Gram matrix of its tracked Jacobian."""
+    absent_mass = tf.reduce_sum(weights * (1.0 - mask))
+    mass = 1.0 - absent_mass
+    any_active = (tf.reduce_sum(mask) > 0) & (mass > 0)
+    masked = g * mask[:, None] * mask[None, :]
+    moved = weights - gamma * (small_matvec(masked, weights * mask) + rho * weights)
+    safe_mass = tf.where(any_active, mass, tf.ones_like(mass))
+    projected = project_to_simplex(moved, mask, safe_mass)
+    state = tf.where(any_active, projected + weights * (1.0 - mask), weights)
+    row = tf.where(any_active, projected / safe_mass, tf.zeros_like(mask))
+    return row, state
+
+
 @compiled
 def modo_step(
     g: tf.Tensor, weights: tf.Tensor, gamma: tf.Tensor, rho: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """``(row weights, new state)``: ``λ ← Π(λ − γ (G + ρ I) λ)`` over the present tasks, the absent ones
-    keeping their share; the row weights are the present tasks' λ rescaled to sum 1."""
-    active = active_rows(g)
-    mask = tf.cast(active, tf.float64)
-    absent_mass = tf.reduce_sum(weights * (1.0 - mask))
-    mass = 1.0 - absent_mass
-    any_active = tf.reduce_any(active) & (mass > 0)
-    moved = weights - gamma * (small_matvec(g, weights * mask) + rho * weights)
-    projected = project_to_simplex(moved, mask, tf.where(any_active, mass, tf.ones_like(mass)))
-    state = tf.where(any_active, projected + weights * (1.0 - mask), weights)
-    row = tf.where(
-        any_active, projected / tf.where(any_active, mass, tf.ones_like(mass)), tf.zeros_like(mask)
-    )
-    return row, state
+    """``(row weights, new state)`` of :func:`projected_weight_step` on the step's G, the absent tasks
+    (zero rows) masked out."""
+    return projected_weight_step(g, weights, tf.cast(active_rows(g), tf.float64), gamma, rho)
 
 
 @AGGREGATORS.register("modo")

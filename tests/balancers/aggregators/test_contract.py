@@ -38,7 +38,7 @@ def run_eagerly(name: str) -> dict[str, np.ndarray]:
 
 def test_every_method_is_registered() -> None:
     expected = {"mean", "sum", "pcgrad", "mgda", "cagrad", "imtl", "nash_mtl", "upgrad", "dualproj"}
-    expected |= {"aligned_mtl", "graddrop", "gradvac", "config", "fairgrad", "sdmgrad", "modo"}
+    expected |= {"aligned_mtl", "graddrop", "gradvac", "config", "fairgrad", "sdmgrad", "modo", "moco"}
     assert expected <= set(NAMES)
 
 
@@ -136,6 +136,7 @@ def test_only_randomised_aggregators_take_a_seed() -> None:
         ("fairgrad", "alpha", 0.0),
         ("sdmgrad", "lam", -1.0),
         ("modo", "gamma", 0.0),
+        ("moco", "beta", 0.0),
     ],
 )
 def test_invalid_options_are_rejected(name: str, option: str, value: float) -> None:
