@@ -123,3 +123,45 @@ def test_parse_pairs_and_task_subset(recipe):
     _, y = next(iter(subset.batches("validation", 8)))
     assert sorted(y) == ["a", "c"]
     np.testing.assert_array_equal(subset.label_arrays("test")["c"], dataset.label_arrays("test")["c"])
+
+
+PAIRWISE_RECIPE = """\
+name: pairwise_toy
+data:
+  name: csv
+  path: {path}
+  tasks: {{a: {{kind: regression}}, b: {{kind: regression}}, c: {{kind: regression}}}}
+  split: {{validation: 0.25, test: 0.25}}
+  features: {{{features}}}
+architecture: {{name: hard_sharing, trunk: [2], tower_units: [], activation: tanh}}
+training:
+  epochs: 8
+  batch_size: 32
+  optimizer: {{name: adam, learning_rate: 0.02}}
+"""
+
+
+def test_pairwise_affinity_groups_the_tasks_of_one_function_and_shows_the_hurt_one(tmp_path, capsys):
+    # a and b: the same linear function with independent noise; c: an unrelated one. Two shared units:
+    # a and b share them well, c competes with either for the capacity.
+    rng = np.random.default_rng(0)
+    n = 600
+    x = rng.normal(size=(n, 8))
+    f = x[:, 0] + x[:, 1] - x[:, 2]
+    g = x[:, 5] - x[:, 6] + x[:, 7]
+    labels = np.stack([f, f, g], axis=1) + 0.5 * rng.normal(size=(n, 3))
+    header = ",".join([f"x{i}" for i in range(8)] + ["a", "b", "c"])
+    rows = [",".join(f"{v:.5f}" for v in row) for row in np.concatenate([x, labels], axis=1)]
+    (tmp_path / "toy.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    features = ", ".join(f"x{i}: numeric" for i in range(8))
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(PAIRWISE_RECIPE.format(path=tmp_path / "toy.csv", features=features))
+    out = tmp_path / "out"
+    args = ["--quiet", "affinity", str(recipe), "--method", "pairwise", "--groups", "2", "-o", str(out)]
+    assert cli.main(args) == 0
+    payload = json.loads((out / "affinity.json").read_text())
+    z = np.array(payload["matrix"], dtype=float)  # z[i, j]: affinity of task i onto task j
+    assert z[0, 1] > z[2, 1] and z[1, 0] > z[2, 0], z  # a and b help each other more than c helps them
+    assert z[2, 0] < 0 and z[0, 2] < 0 and z[1, 2] < 0, z  # sharing with c hurts a, and c is hurt
+    served = payload["groups"]["served_by"]
+    assert served["a"] == served["b"] != served["c"], payload["groups"]
