@@ -245,6 +245,23 @@ class MultiTaskModel(keras.Model):
             return super().metrics
         return self._step_metrics.metrics
 
+    @property
+    def metrics_names(self) -> list[str]:
+        if not getattr(self, "_mtl_compiled", False):
+            return super().metrics_names
+        return self._step_metrics.names
+
+    def _flatten_metrics_in_order(self, logs: dict[str, Any]) -> Any:
+        """``evaluate(return_dict=False)``'s list, in the order of :attr:`metrics_names` then the other keys
+        sorted, as Keras orders it (the per-task losses are one metric object here, so Keras's own ordering by
+        ``self.metrics`` would not find their names)."""
+        if not getattr(self, "_mtl_compiled", False):
+            return super()._flatten_metrics_in_order(logs)  # type: ignore[misc]
+        names = self.metrics_names
+        results = [logs[name] for name in names if name in logs]
+        results += [logs[key] for key in sorted(logs) if key not in names]
+        return results[0] if len(results) == 1 else results
+
     def get_metrics_result(self) -> dict[str, Any]:
         """The epoch logs (``fit``'s history, ``evaluate(return_dict=True)``): exact per-task losses over
         the labelled examples, and NaN for a task's loss and metrics when it had no labelled example."""

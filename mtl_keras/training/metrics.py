@@ -9,34 +9,38 @@ task metrics (AUC, accuracy, ...), whose Keras implementations would read 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 from mtl_keras.tasks import Task
+from mtl_keras.training.task_axis_metrics import Slot, TaskAxisMetric, group_task_metrics
 
 
-class LabelledMean(keras.metrics.Metric):
-    """The mean of a per-example quantity over the labelled examples of all batches seen.
+class LabelledMeans(keras.metrics.Metric):
+    """Per task, the mean of a per-example quantity over the labelled examples of all batches seen.
 
-    ``update_state(value, count)`` takes a batch's mean over its ``count`` labelled examples and keeps the
-    sums Σ value·count and Σ count, so ``result()`` is the mean over every labelled example, and NaN while
-    no example was labelled. Under a ``tf.distribute`` strategy each replica adds the *global* batch mean
-    times its *own* count: Keras sums metric variables over replicas when they are read, which gives the
-    global sums exactly.
+    ``update_state(values, counts)`` takes the tasks' batch means (T,) over their ``counts`` (T,) labelled
+    examples and keeps the sums Σ value·count and Σ count per task in two (T,) variables (a fixed number of
+    ops whatever T), so ``result()`` is every task's mean over its labelled examples, NaN for a task with no
+    labelled example yet. Under a ``tf.distribute`` strategy each replica adds the *global* batch means times
+    its *own* counts: Keras sums metric variables over replicas when they are read, which gives the global
+    sums exactly.
     """
 
-    def __init__(self, name: str, dtype: Any = None) -> None:
+    def __init__(self, num_tasks: int, name: str = "task_losses", dtype: Any = None) -> None:
         super().__init__(name=name, dtype=dtype)
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+        self.num_tasks = int(num_tasks)
+        self.total = self.add_variable(shape=(self.num_tasks,), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(self.num_tasks,), initializer="zeros", name="count")
 
-    def update_state(self, value: Any, count: Any) -> None:  # type: ignore[override]
-        value = tf.cast(value, self.dtype)
-        count = tf.cast(count, self.dtype)
-        self.total.assign_add(value * count)
-        self.count.assign_add(count)
+    def update_state(self, values: Any, counts: Any) -> None:  # type: ignore[override]
+        values = tf.cast(values, self.dtype)
+        counts = tf.cast(counts, self.dtype)
+        self.total.assign_add(values * counts)
+        self.count.assign_add(counts)
 
     def result(self) -> tf.Tensor:
         total = tf.convert_to_tensor(self.total)
@@ -45,8 +49,24 @@ class LabelledMean(keras.metrics.Metric):
         return tf.where(count > 0, mean, tf.constant(float("nan"), mean.dtype))
 
     def has_labels(self) -> tf.Tensor:
-        """Whether any labelled example was seen (a boolean scalar)."""
+        """Per task, whether any labelled example was seen (a boolean (T,) vector)."""
         return tf.convert_to_tensor(self.count) > 0
+
+
+class VectorMean(keras.metrics.Metric):
+    """The element-wise mean of a (T,) vector over the steps seen (the logged task weights)."""
+
+    def __init__(self, num_tasks: int, name: str = "task_weights", dtype: Any = None) -> None:
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(int(num_tasks),), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, values: Any) -> None:  # type: ignore[override]
+        self.total.assign_add(tf.cast(values, self.dtype))
+        self.count.assign_add(tf.constant(1.0, self.dtype))
+
+    def result(self) -> tf.Tensor:
+        return tf.math.divide_no_nan(tf.convert_to_tensor(self.total), tf.convert_to_tensor(self.count))
 
 
 def _missing_if(has_labels: tf.Tensor, value: Any) -> Any:
@@ -62,10 +82,12 @@ def _missing_if(has_labels: tf.Tensor, value: Any) -> Any:
 class StepMetrics:
     """The trackers and task metrics of a compiled model, in the order of ``model.metrics``.
 
-    ``losses[i]`` is task i's :class:`LabelledMean`; its count also tells whether task i's metrics saw a
-    labelled example. ``weights`` is empty when ``log_weights`` is False (static weights: constant, so they
-    are not logged). The total loss and the weights are plain means of per-step values, which replicas
-    compute identically; Keras sums metric states across replicas, so the mean stays right.
+    ``losses`` holds every task's loss (:class:`LabelledMeans`, one (T,) state); its counts also tell
+    whether task i's metrics saw a labelled example. ``weights`` (a :class:`VectorMean`) is None when
+    ``log_weights`` is False (static weights: constant, so they are not logged). The total loss and the
+    weights are plain means of per-step values, which replicas compute identically; Keras sums metric states
+    across replicas, so the mean stays right. The logs name every task's entries as before
+    (``<task>_loss``, ``<task>_weight``).
     """
 
     def __init__(
@@ -75,14 +97,21 @@ class StepMetrics:
         *,
         log_conflicts: bool,
         log_weights: bool = True,
+        tasks: Sequence[Task] | None = None,
     ) -> None:
         self.task_names = list(task_names)
         self.task_metrics = task_metrics
+        # With the tasks known, same-kind tasks' equal metrics share one task-axis metric (one update).
+        self.slots: list[list[Slot]]
+        self.axis_metrics: list[TaskAxisMetric]
+        if tasks is not None:
+            self.slots, self.axis_metrics = group_task_metrics(tasks, task_metrics)
+        else:
+            self.slots, self.axis_metrics = [list(m) for m in task_metrics], []
+        self._widths = [1 if t.kind == "multiclass" else t.output_units for t in tasks] if tasks else []
         self.total = keras.metrics.Mean(name="loss")
-        self.losses = [LabelledMean(name=f"{name}_loss") for name in task_names]
-        self.weights = (
-            [keras.metrics.Mean(name=f"{name}_weight") for name in task_names] if log_weights else []
-        )
+        self.losses = LabelledMeans(len(self.task_names))
+        self.weights = VectorMean(len(self.task_names)) if log_weights else None
         self.conflicts: list[keras.metrics.Metric] = []
         if log_conflicts:
             for i, a in enumerate(task_names):
@@ -108,15 +137,31 @@ class StepMetrics:
                 task = Task(**{**task.get_config(), "metrics": spec})  # validated like Task metrics
             task_metrics.append(task.get_metrics())
         return cls(
-            [t.name for t in tasks], task_metrics, log_conflicts=log_conflicts, log_weights=log_weights
+            [t.name for t in tasks],
+            task_metrics,
+            log_conflicts=log_conflicts,
+            log_weights=log_weights,
+            tasks=tasks,
         )
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
-        result: list[keras.metrics.Metric] = [self.total, *self.losses]
-        for task_metrics in self.task_metrics:
-            result.extend(task_metrics)
-        return result + self.weights + self.conflicts
+        result: list[keras.metrics.Metric] = [self.total, self.losses]
+        for slots in self.slots:
+            result.extend(slot for slot in slots if isinstance(slot, keras.metrics.Metric))
+        result.extend(self.axis_metrics)
+        if self.weights is not None:
+            result.append(self.weights)
+        return result + self.conflicts
+
+    @property
+    def names(self) -> list[str]:
+        """The names of :meth:`logs`'s entries, in its order (a dict-valued metric under its own name)."""
+        result = [self.total.name, *[f"{name}_loss" for name in self.task_names]]
+        result += [self._slot_name(slot) for slots in self.slots for slot in slots]
+        if self.weights is not None:
+            result += [f"{name}_weight" for name in self.task_names]
+        return result + [metric.name for metric in self.conflicts]
 
     def update(
         self,
@@ -124,18 +169,35 @@ class StepMetrics:
         total: tf.Tensor,
         weights: tf.Tensor,
         y_pred: dict[str, tf.Tensor],
-        extras: list[tuple[tf.Tensor, tf.Tensor]],
+        extras: Sequence[tuple[tf.Tensor, tf.Tensor]],
+        counts: tf.Tensor | None = None,
     ) -> None:
-        """Add one step: the global task losses (T,), the total, the weights (T,), and per task this
-        replica's predictions, clean labels and mask (the mask's sum is this replica's labelled count)."""
+        """Add one step: the global task losses (T,), the total, the weights (T,), per task this replica's
+        predictions, clean labels and mask, and this replica's labelled counts (T,) (the masks' sums; taken
+        from the masks when None)."""
         self.total.update_state(total)
+        if counts is None:
+            counts = tf.stack([tf.reduce_sum(tf.cast(extras[i][1], tf.float32)) for i in range(len(extras))])
+        self.losses.update_state(global_losses, counts)
+        if self.weights is not None:
+            self.weights.update_state(weights)
+        for axis in self.axis_metrics:
+            width = self._widths[axis.indices[0]]
+            clean, mask = extras.stacked(axis.indices, width)  # type: ignore[attr-defined]
+            names = [self.task_names[i] for i in axis.indices]
+            predictions = tf.stack([tf.cast(y_pred[name], tf.float32) for name in names], axis=1)
+            axis.update_stacked(clean, predictions, mask)
         for i, name in enumerate(self.task_names):
+            own = [slot for slot in self.slots[i] if isinstance(slot, keras.metrics.Metric)]
+            if not own:
+                continue
             clean, mask = extras[i]
-            self.losses[i].update_state(global_losses[i], tf.reduce_sum(tf.cast(mask, tf.float32)))
-            if self.weights:
-                self.weights[i].update_state(weights[i])
-            for metric in self.task_metrics[i]:
+            for metric in own:
                 metric.update_state(clean, tf.cast(y_pred[name], tf.float32), sample_weight=mask)
+
+    @staticmethod
+    def _slot_name(slot: Slot) -> str:
+        return slot.name if isinstance(slot, keras.metrics.Metric) else slot[0].names[slot[1]]
 
     def log_conflicts(self, gram_matrix: tf.Tensor) -> None:
         """Pairwise cosines of the task gradients and the fraction of conflicting pairs, from J Jᵀ."""
@@ -159,16 +221,25 @@ class StepMetrics:
         replica (``model.get_metrics_result()``: epoch logs, ``evaluate``) they are summed over replicas.
         """
         result: dict[str, tf.Tensor] = {self.total.name: self.total.result()}
-        for tracker in self.losses:
-            result[tracker.name] = tracker.result()
-        for tracker, task_metrics in zip(self.losses, self.task_metrics, strict=True):
-            has_labels = tracker.has_labels()
-            for metric in task_metrics:
-                value = _missing_if(has_labels, metric.result())
-                if isinstance(value, dict):
-                    result.update(value)
+        losses = tf.unstack(self.losses.result())
+        for name, loss in zip(self.task_names, losses, strict=True):
+            result[f"{name}_loss"] = loss
+        has_labels = self.losses.has_labels()
+        axis_results = {id(axis): tf.unstack(axis.result()) for axis in self.axis_metrics}
+        for i, slots in enumerate(self.slots):
+            for slot in slots:
+                if isinstance(slot, keras.metrics.Metric):
+                    value = _missing_if(has_labels[i], slot.result())
+                    if isinstance(value, dict):
+                        result.update(value)
+                    else:
+                        result[slot.name] = value
                 else:
-                    result[metric.name] = value
-        for metric in self.weights + self.conflicts:
+                    axis, j = slot
+                    result[axis.names[j]] = _missing_if(has_labels[i], axis_results[id(axis)][j])
+        if self.weights is not None:
+            for name, weight in zip(self.task_names, tf.unstack(self.weights.result()), strict=True):
+                result[f"{name}_weight"] = weight
+        for metric in self.conflicts:
             result[metric.name] = metric.result()
         return result

@@ -48,12 +48,15 @@ class StepState:
     shares: list[tf.Tensor]
     #: the global task losses (T,), constants
     losses: tf.Tensor
-    extras: list[tuple[tf.Tensor, tf.Tensor]]
+    extras: Sequence[tuple[tf.Tensor, tf.Tensor]]
     #: this replica's layer losses plus extra loss terms, unscaled (0.0 when there are none)
     regularization: Any
     weights: Any = None
     offsets: Any = None
-    #: task i's term λ_i·share_i + c_i/R; the objective is their sum plus the regularisation
+    #: this replica's labelled count per task (T,), sample weights included
+    counts: Any = None
+    #: task i's term λ_i·share_i + c_i/R; the objective is their sum plus the regularisation (left empty
+    #: when the losses are vectorised: the objective is then one weighted sum)
     terms: list[tf.Tensor] = dataclasses.field(default_factory=list)
     scaled_regularization: Any = 0.0
     scaled_objective: Any = None
@@ -66,6 +69,10 @@ class Step:
 
     #: whether :meth:`gradients` differentiates more than once (a persistent tape)
     persistent: ClassVar[bool] = False
+    #: whether the step differentiates each task's loss on its own (per-task passes), so each task's loss
+    #: must reach its own head only; False lets the runner compute the losses of same-kind tasks as one
+    #: (batch, tasks) op and the objective as one weighted sum (steps that differentiate the objective once)
+    separate_task_losses: ClassVar[bool] = True
 
     def forward(self, runner: Runner, x: Any) -> tuple[dict[str, tf.Tensor], tf.Tensor | None]:
         """Inside the tape: the predictions and, for steps that need it, the shared representation."""
@@ -127,6 +134,13 @@ class Runner:
             return values
         scale = self.loss_scale()
         return [v / tf.cast(scale, v.dtype) for v in values]
+
+    @property
+    def vectorized_losses(self) -> bool:
+        """Whether the training step computes the task losses vectorised (see
+        :attr:`Step.separate_task_losses`): only when neither the step nor a hook differentiates a task's
+        loss on its own."""
+        return not (self.step.separate_task_losses or self.gradient_hooks or self.lookahead_hooks)
 
     @property
     def num_replicas(self) -> int:
@@ -209,15 +223,24 @@ class Runner:
             # Read the layers' added losses right after this replica's forward pass: replica threads share
             # the layers, and an all-reduce below lets another replica's forward pass overwrite them.
             regularization = self.regularization(x, by_task, y_pred)
-            shares, losses, extras = self.task_losses(labels, y_pred, sample_weight)
-            state = StepState(x, by_task, y_pred, representation, shares, losses, extras, regularization)
+            vectorized = self.vectorized_losses
+            values = self.task_losses(labels, y_pred, sample_weight, vectorized=vectorized)
+            shares, losses = values.shares, values.losses
+            state = StepState(
+                x, by_task, y_pred, representation, shares, losses, values.extras, regularization
+            )
+            state.counts = values.counts
             state.weights, state.offsets = weights, offsets = step.weigh(self, tape, state)
-            state.terms = [
-                weights[i] * share + (offsets[i] / replicas if replicas > 1 else offsets[i])
-                for i, share in enumerate(shares)
-            ]
             state.scaled_regularization = self.loss_scaled(regularization / replicas)
-            state.scaled_objective = self.loss_scaled(tf.add_n(state.terms)) + state.scaled_regularization
+            if vectorized:
+                objective = tf.reduce_sum(weights * values.share_vector) + tf.reduce_sum(offsets) / replicas
+            else:
+                state.terms = [
+                    weights[i] * share + (offsets[i] / replicas if replicas > 1 else offsets[i])
+                    for i, share in enumerate(shares)
+                ]
+                objective = tf.add_n(state.terms)
+            state.scaled_objective = self.loss_scaled(objective) + state.scaled_regularization
             if self.gradient_hooks or self.lookahead_hooks:
                 state.recorded["hooks"] = [self.loss_scaled(share) for share in shares]
             step.record(self, state)
@@ -241,7 +264,7 @@ class Runner:
         self.model.optimizer.apply(grads, state.variables)
         self.balancer.after_step(state.losses)
         total = tf.reduce_sum(state.weights * state.losses + state.offsets) + state.regularization
-        self.metrics.update(state.losses, total, state.weights, state.y_pred, state.extras)
+        self.metrics.update(state.losses, total, state.weights, state.y_pred, state.extras, state.counts)
         return self.metrics.logs()
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
@@ -251,8 +274,8 @@ class Runner:
         regularization = self.regularization(
             x, dict(zip(self.task_losses.names, labels, strict=True)), y_pred
         )
-        _, losses, extras = self.task_losses(labels, y_pred, sample_weight)
-        weights, offsets = self.balancer.weighting.weigh(losses, training=False)
-        total = tf.reduce_sum(weights * losses + offsets) + regularization
-        self.metrics.update(losses, total, weights, y_pred, extras)
+        values = self.task_losses(labels, y_pred, sample_weight, vectorized=True)
+        weights, offsets = self.balancer.weighting.weigh(values.losses, training=False)
+        total = tf.reduce_sum(weights * values.losses + offsets) + regularization
+        self.metrics.update(values.losses, total, weights, y_pred, values.extras, values.counts)
         return self.metrics.logs()

@@ -16,5 +16,7 @@ class SummedStep(Step):
     task-specific variables' gradients are the same, and there is nothing shared to aggregate.
     """
 
+    separate_task_losses = False
+
     def gradients(self, runner: Runner, tape: tf.GradientTape, state: StepState) -> list[Any]:
         return tape.gradient(state.scaled_objective, [v.value for v in state.variables])

@@ -9,7 +9,7 @@ import tensorflow as tf
 from annotated_types import Interval
 
 from mtl_keras.balancers._gramian import combine_blocks, gram_of_blocks
-from mtl_keras.balancers.aggregators._common import ACTIVE_RTOL, active_rows, compiled, step_counter
+from mtl_keras.balancers.aggregators._common import active_rows, compiled, step_counter
 from mtl_keras.balancers.aggregators.modo import projected_weight_step
 from mtl_keras.balancers.base import AGGREGATORS, Aggregator, state_variable
 from mtl_keras.option_types import NonNegativeFloat, PositiveFloat
@@ -152,13 +152,9 @@ class MoCo(Aggregator):
                 f"Expected Jacobian blocks of the shapes MoCo was built with, {expected}. Received: {shapes}"
             )
         beta, gamma = self._schedule()
-        sq_norms = tf.add_n(
-            [
-                tf.reduce_sum(tf.reshape(tf.cast(b, tf.float64) ** 2, [self.num_tasks, -1]), axis=1)
-                for b in blocks
-            ]
-        )
-        active = sq_norms > ACTIVE_RTOL * tf.reduce_max(sq_norms)
+        # Which tasks are present, from this step's Gram matrix (float32 matmuls, rescaled only on
+        # overflow or underflow) rather than float64 squares of every entry of J.
+        active = active_rows(gram_of_blocks(blocks))
         keep = tf.cast(active, tf.float32)
         tracked = []
         for variable, block in zip(self.tracked_jacobian, blocks, strict=True):
