@@ -38,6 +38,7 @@ import math
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -221,6 +222,45 @@ def read_run(run: str, run_dir: Path) -> dict[str, Any]:
     return affinity_reading(json.loads((run_dir / "affinity.json").read_text(encoding="utf-8")))
 
 
+def ray_check(front_dir: Path) -> dict[str, Any]:
+    """Retrain every interior point of a front from its own recipe (``mtl-keras train points/point_<k>.yaml``,
+    without baselines and export, in a temporary folder) and read its last-epoch mean training loss per task:
+    max(λ_i L_i) / min(λ_i L_i) is 1 on the ray. Also how far the retrain's validation metrics are from the
+    front's (0 when the point's recipe reproduces it)."""
+    from mtl_keras import cli
+
+    payload = json.loads((front_dir / "front.json").read_text(encoding="utf-8"))
+    tasks = payload["tasks"]
+    metrics = payload["metrics"]
+    start = time.perf_counter()
+    points = []
+    for point in payload["points"]:
+        weights = [point["preference"][t] for t in tasks]
+        if not all(w > 0 for w in weights):
+            continue
+        with tempfile.TemporaryDirectory() as scratch:
+            argv = ["train", point["recipe"], "--output", scratch]
+            argv += ["--set", "baselines.single_task=false", "--set", "export.enabled=false"]
+            if cli.main(argv) != 0:
+                points.append({"preference": weights, "rc": 1})
+                continue
+            history = json.loads((Path(scratch) / "history.json").read_text(encoding="utf-8"))
+        losses = [history[f"{t}_loss"][-1] for t in tasks]
+        weighted = [w * v for w, v in zip(weights, losses, strict=True)]
+        validation = [history[f"val_{t}_{metrics[t]['name']}"][-1] for t in tasks]
+        points.append(
+            {
+                "preference": weights,
+                "train_loss": losses,
+                "ray_ratio": max(weighted) / min(weighted),
+                "validation_difference": max(
+                    abs(v - point["validation"][t]) for v, t in zip(validation, tasks, strict=True)
+                ),
+            }
+        )
+    return {"points": points, "wall_seconds": time.perf_counter() - start}
+
+
 def run_problem(name: str, spec: dict[str, Any], out: Path, quick: bool, points: int) -> dict[str, Any]:
     from mtl_keras import cli
 
@@ -249,6 +289,8 @@ def run_problem(name: str, spec: dict[str, Any], out: Path, quick: bool, points:
         if code == 0:
             entry["reading"] = read_run(run, run_dir)
         result["runs"][run] = entry
+        if code == 0 and run.startswith("pareto"):
+            entry["ray_check"] = ray_check(run_dir)
     return result
 
 
@@ -283,6 +325,12 @@ def problem_markdown(name: str, problem: dict[str, Any]) -> list[str]:
     lines += ["", "| run | wall s | command |", "|---|---|---|"]
     for run, entry in problem["runs"].items():
         lines.append(f"| {run} | {entry['wall_seconds']:.0f} | `{entry['command']}` |")
+        if "ray_check" in entry:
+            lines.append(
+                f"| {run} ray check | {entry['ray_check']['wall_seconds']:.0f} | "
+                f"`mtl-keras train {name}/{run}/points/point_<k>.yaml --set baselines.single_task=false "
+                "--set export.enabled=false` for each interior point |"
+            )
     lines.append("")
     runs = problem["runs"]
     for run in ("affinity_lookahead", "affinity_pairwise"):
@@ -344,6 +392,27 @@ def problem_markdown(name: str, problem: dict[str, Any]) -> list[str]:
                 f"| single-task | {_f(single['validation'][0])} | {_f(single['validation'][1])} | "
                 f"{_f(single['test'][0])} | {_f(single['test'][1])} | |"
             )
+        check = runs[run].get("ray_check")
+        if check is not None:
+            done = [p for p in check["points"] if "ray_ratio" in p]
+            lines += [
+                "",
+                f"Ray check (each interior point's recipe retrained by `mtl-keras train`, "
+                f"{check['wall_seconds']:.0f} s): max/min of λ_i · last-epoch training loss_i (1 = on the ray): "
+                + ", ".join(
+                    f"{r['preference'][0]:.2f}/{r['preference'][1]:.2f}: {r['ray_ratio']:.2f} "
+                    f"(losses {r['train_loss'][0]:.4f}, {r['train_loss'][1]:.4f})"
+                    for r in done
+                )
+                + "; the retrains' validation metrics differ from the front's by at most "
+                + (f"{max(r['validation_difference'] for r in done):.1e}" if done else "—")
+                + "."
+                + (
+                    f" {len(check['points']) - len(done)} retrain(s) failed."
+                    if len(done) < len(check["points"])
+                    else ""
+                ),
+            ]
         if "validation_ray_ratio" in reading:
             ratios = ", ".join(f"{r:.2f}" for r in reading["validation_ray_ratio"])
             lines += [
@@ -371,8 +440,10 @@ def markdown(report: dict[str, Any]) -> str:
         "the EPO front and the pairwise affinity. Affinity signs: positive = helps. Lookahead affinity",
         "(Fifty et al. 2021) is the mean relative change of the other task's training loss after a step on one",
         "task's loss; pairwise affinity is the relative validation-metric gain of a task trained with the other",
-        'vs alone (docs/methods.md, "Task affinity and grouping"). EPO\'s ray is defined on training losses,',
-        "which `front.json` does not record; for loss metrics (MSE) the ratio below is on validation losses.",
+        'vs alone (docs/methods.md, "Task affinity and grouping"). EPO\'s ray λ_1 L_1 = λ_2 L_2 is defined on',
+        "training losses, which `front.json` does not record: the ray check retrains each interior point from",
+        "its recipe and reads the last epoch's mean training losses; for MSE fronts the same ratio is also",
+        "given on validation losses.",
         "",
     ]
     if report.get("reading"):
