@@ -20,7 +20,8 @@ into the EPO front's and the pairwise run's caches before those start, where the
 The commands run in this process (``mtl_keras.cli.main``), with TensorFlow on 2 intra-op threads; the wall
 time of each is measured around the call. ``<out>/summary.json`` holds every run's command, wall time and
 the numbers read from its output; ``<out>/README.md`` is the summary with a plain reading. ``--quick``
-cuts every budget further (a smoke run, minutes; its numbers mean nothing).
+cuts every budget further (a smoke run, minutes; its numbers mean nothing). ``--render --reading FILE``
+rewrites the README from ``summary.json`` with a plain reading of the results (written by hand) put in.
 
     nice -n 5 python benchmarks/task_structure.py --out benchmarks/results/task_structure
 """
@@ -447,7 +448,14 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     if report.get("reading"):
-        lines += ["## Reading", "", *report["reading"], ""]
+        lines += [
+            "## Reading",
+            "",
+            "(Written after the run from the numbers below; `--render --reading FILE` puts it here.)",
+            "",
+            *report["reading"],
+            "",
+        ]
     for name, problem in report["problems"].items():
         lines += problem_markdown(name, problem)
     return "\n".join(lines)
