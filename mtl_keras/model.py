@@ -30,6 +30,7 @@ from mtl_keras.training import LossTerm, Runner, StepMetrics, TaskGradientHook, 
 from mtl_keras.training.arguments import per_task, serialized_per_task
 from mtl_keras.training.epoch_hook import WeightingEpochHook
 from mtl_keras.training.lookahead import LookaheadHook
+from mtl_keras.training.select import JacobianMode
 
 __all__ = ["BalancerState", "MultiTaskModel", "WeightingEpochHook"]
 
@@ -148,6 +149,7 @@ class MultiTaskModel(keras.Model):
         balancer_level: str = "param",
         log_conflicts: bool = False,
         extra_losses: Sequence[LossTerm] = (),
+        jacobian: str = "auto",
         **kwargs: Any,
     ) -> None:
         """Configure training.
@@ -163,6 +165,11 @@ class MultiTaskModel(keras.Model):
             log_conflicts: log pairwise task-gradient cosines and the fraction of conflicting pairs.
             extra_losses: callables ``(x, labels by task, predictions by task) -> scalar`` added to the
                 objective like the layers' regularisation (see :meth:`add_loss_term`); not saved.
+            jacobian: how a parameter-level gradient aggregator gets the task gradients: ``"stored"``
+                (every task's gradient of every shared variable at once, the fastest), ``"gramian"`` (the
+                Gram matrix chunk by chunk, then one weighted backward pass: memory of one chunk instead of
+                T × the shared parameters; Gramian-based aggregators only) or ``"auto"`` (Gramian above
+                2^27 Jacobian entries when the aggregator allows it). See docs/methods.md, "Gramian mode".
             **kwargs: passed to ``keras.Model.compile`` (``steps_per_execution``, ...); ``jit_compile``
                 defaults to False here.
         """
@@ -181,6 +188,12 @@ class MultiTaskModel(keras.Model):
             log_conflicts=log_conflicts,
             static_weights=static_weights,
         )
+        try:
+            self.jacobian_mode = JacobianMode(jacobian)
+        except ValueError:
+            raise ValueError(
+                f"Expected `jacobian` to be one of {[m.value for m in JacobianMode]}. Received: jacobian={jacobian!r}"
+            ) from None
         self.balancer.build(self.task_names)
         step = choose_step(self, self.balancer)
         # After choose_step: per-parameter state is created there (Weighting/Aggregator.build_blocks).
@@ -218,6 +231,7 @@ class MultiTaskModel(keras.Model):
         self._mtl_compile_config = {
             **serialized_per_task(losses, metric_spec),
             "balancer": self.balancer.get_config(),
+            "jacobian": self.jacobian_mode.value,
         }
 
     def get_compile_config(self) -> dict[str, Any] | None:
@@ -235,6 +249,7 @@ class MultiTaskModel(keras.Model):
             loss=config["loss"] or None,
             metrics=config["metrics"] or None,
             balancer=balancers_lib.Balancer.from_config(config["balancer"]),
+            jacobian=config.get("jacobian", "auto"),  # files saved before the option: "auto"
         )
         if self.built:
             self.optimizer.build(self.trainable_variables)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 from typing import Any
 
 from mtl_keras.balancers import Balancer, Level, NormScope
+from mtl_keras.training.gramian_jacobian import GramianJacobianStep
 from mtl_keras.training.linear import LinearCombinationStep
 from mtl_keras.training.norms import PerTaskNormStep
 from mtl_keras.training.param_jacobian import ParameterJacobianStep
@@ -23,11 +25,45 @@ def norm_variables(model: Any, scope: NormScope) -> list[Any]:
     return list(model.last_shared_variables)
 
 
+class JacobianMode(str, enum.Enum):
+    """How the parameter-level step holds the task gradients (``compile(jacobian=...)``)."""
+
+    #: the Gramian step when the Jacobian would exceed :data:`GRAMIAN_ABOVE_FLOATS` entries and the
+    #: aggregator needs only the Gram matrix, else the stored Jacobian
+    AUTO = "auto"
+    #: every task's gradient of every shared variable at once (the fastest; T × parameters floats)
+    STORED = "stored"
+    #: the Gram matrix chunk by chunk, then one weighted backward pass (:mod:`~mtl_keras.training.gramian_jacobian`)
+    GRAMIAN = "gramian"
+
+
+#: ``jacobian="auto"`` switches to the Gramian step above this many Jacobian entries (2^27: 512 MiB).
+GRAMIAN_ABOVE_FLOATS = 2**27
+
+
+def use_gramian(mode: JacobianMode, aggregator: Any, model: Any, num_tasks: int) -> bool:
+    """Whether the parameter-level step is the Gramian one (see :class:`JacobianMode`)."""
+    if mode is JacobianMode.STORED:
+        return False
+    if not aggregator.gramian_based:
+        if mode is JacobianMode.GRAMIAN:
+            raise ValueError(
+                f"jacobian='gramian' needs a Gramian-based aggregator; {type(aggregator).__name__} needs the "
+                "Jacobian itself. Use jacobian='stored' or 'auto'."
+            )
+        return False
+    if mode is JacobianMode.GRAMIAN:
+        return True
+    size = sum(int(v.shape.num_elements()) for v in model.shared_variables)
+    return num_tasks * size > GRAMIAN_ABOVE_FLOATS
+
+
 def choose_step(model: Any, balancer: Balancer) -> Step:
     """The step for ``balancer`` on ``model``:
 
     * a Jacobian (an aggregator that needs one, or ``log_conflicts``): the representation-level step when
-      the level is ``rep`` and there is an aggregator, else the parameter-level step; when no shared
+      the level is ``rep`` and there is an aggregator, else the parameter-level step (stored Jacobian, or
+      the Gramian step per the model's ``jacobian_mode``, see :class:`JacobianMode`); when no shared
       variable is trainable (a frozen trunk) the summed step instead, with a logged notice;
     * an aggregator with fixed row weights (mean, sum): the linear-combination step;
     * otherwise the summed step;
@@ -55,9 +91,13 @@ def choose_step(model: Any, balancer: Balancer) -> Step:
             model._representation_model(), aggregator, log_conflicts=balancer.log_conflicts
         )
     elif balancer.needs_jacobian:
-        step = ParameterJacobianStep(aggregator, log_conflicts=balancer.log_conflicts)
         if aggregator is not None:
             aggregator.build_blocks([tuple(v.shape) for v in model.shared_variables])
+        mode = JacobianMode(getattr(model, "jacobian_mode", JacobianMode.AUTO))
+        if aggregator is not None and use_gramian(mode, aggregator, model, len(model.task_names)):
+            step = GramianJacobianStep(aggregator, log_conflicts=balancer.log_conflicts)
+        else:
+            step = ParameterJacobianStep(aggregator, log_conflicts=balancer.log_conflicts)
     elif aggregator is not None and aggregator.combination_weights() is not None:
         step = LinearCombinationStep(aggregator)
     else:
