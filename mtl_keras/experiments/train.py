@@ -80,8 +80,9 @@ def train_baselines(
     reuse = agree(prepared.strategy, int(cached.get("fingerprint") == digest), "reusing the baselines")
     if reuse:
         logger.info("Reusing single-task baselines from %s (recipe and data unchanged).", directory)
-        if load_reused:
-            baseline.load_weights(directory / MODEL_FILE)
+        if load_reused:  # the weights only: a teacher needs no optimizer state
+            saved = keras.models.load_model(directory / MODEL_FILE, compile=False)
+            baseline.set_weights(saved.get_weights())
         return dict(cached)
     writes.mkdir(parents=True, exist_ok=True)
     epochs = prepared.recipe.baseline_epochs

@@ -80,3 +80,14 @@ def test_the_teachers_are_the_trained_single_task_networks(distilled):
 def test_bad_distill_settings_are_errors_naming_the_key(change, message):
     with pytest.raises(RecipeError, match=message):
         validate({**TINY, **change})
+
+
+def test_reused_single_task_networks_are_loaded_as_the_teachers(distilled):
+    _, _, directory = distilled
+    again = prepare(validate(TINY))  # same recipe and data: the cached single-task results are reused
+    run(again, directory)
+    saved = keras.models.load_model(directory / "single_task" / "model.keras")
+    x, _ = next(iter(again.dataset.batches("test", 32)))
+    teacher, want = again.baseline(x, training=False), saved(x, training=False)
+    for task in want:
+        np.testing.assert_allclose(np.asarray(teacher[task]), np.asarray(want[task]), rtol=1e-6, atol=1e-7)
