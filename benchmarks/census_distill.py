@@ -186,8 +186,17 @@ def reading(result: dict[str, Any]) -> str:
             f"a negative result: distillation worsens the multi-task model by {between['mean']:+.3f} % Δm, "
             f"more than the seed-to-seed spread (std up to {spread:.3f} %) over {n} seeds"
         )
+    if n >= 2 and abs(plain["mean"]) <= plain["std"]:
+        teachers = (
+            " The plain multi-task model is already level with its teachers (its Δm against them is within "
+            "its spread), which may be why their soft targets add nothing measurable here."
+        )
+    elif plain["mean"] > 0:
+        teachers = " The plain multi-task model already beats its teachers on Δm."
+    else:
+        teachers = " The teachers beat the plain multi-task model on Δm."
     return (
-        f"On this cut budget distillation from the single-task networks is {verdict}. Against the "
+        f"On this cut budget distillation from the single-task networks is {verdict}.{teachers} Against the "
         f"single-task networks Δm goes from {plain['mean']:+.3f} ± {plain['std']:.3f} % (plain) to "
         f"{distill['mean']:+.3f} ± {distill['std']:.3f} % (distilled). Only {n} seeds and a reduced "
         "budget: a difference smaller than a few tenths of a percent is not evidence either way."
