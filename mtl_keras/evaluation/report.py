@@ -338,12 +338,25 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
     )
     extra = {k: v for k, v in report.items() if k not in _RESERVED and not isinstance(v, (list, dict))}
     lines.extend(f"{k}: {_format_value(v) if isinstance(v, float) else v}" for k, v in extra.items())
+    lines.extend(_distill_lines(report.get("distill")))
     lines.extend(_calibration_lines(report.get("calibration")))
     gates = report.get("gates")
     if isinstance(gates, Mapping):
         lines.extend(f"gates: {warning}" for warning in gates.get("warnings") or [])
     lines.extend(_reference_lines(report.get("reference")))
     return lines
+
+
+def _distill_lines(distill: Any) -> list[str]:
+    """The recipe's ``distill``, when it was on: the teachers, weight and temperature."""
+    if not isinstance(distill, Mapping):
+        return []
+    squared = " (classification terms × T²)" if distill.get("temperature_squared") else ""
+    return [
+        f"distillation: on, from the single-task networks (distill.from: {distill.get('from')}), weight "
+        f"{distill.get('weight')}, temperature {distill.get('temperature')}{squared}; Δm is still against "
+        "those single-task networks"
+    ]
 
 
 def _reference_lines(reference: Any) -> list[str]:

@@ -48,17 +48,19 @@ RESULT_SECTIONS = (
 )
 
 
-_DEFAULTS: dict[str, Any] = {"backbone": None, "freeze": FreezeSpec()}
+_DEFAULTS: dict[str, Any] = {"backbone": None, "freeze": FreezeSpec(), "distill": None}
 
 
 def fingerprint(recipe: Recipe, sections: Sequence[str] = RESULT_SECTIONS) -> str:
     """A digest of ``sections`` of ``recipe`` and the library version (cached results are reused while it
     holds: the baselines' results, a checkpoint to resume)."""
     dumped = recipe.model_dump()
-    # A backbone and its freezing decide the result too; left out when absent, so that the digests of
-    # recipes without them stay as they were.
+    # A backbone, its freezing and distillation decide the result too; left out when absent, so that the
+    # digests of recipes without them stay as they were.
     optional = {
-        k: dumped[k] for k in ("backbone", "freeze") if k in dumped and getattr(recipe, k) != _DEFAULTS[k]
+        k: dumped[k]
+        for k in ("backbone", "freeze", "distill")
+        if k in dumped and getattr(recipe, k) != _DEFAULTS[k]
     }
     payload = json.dumps(
         {k: dumped[k] for k in sections} | optional | {"version": __version__, "files": data_files(recipe)},

@@ -10,7 +10,10 @@ applied inside the export (:mod:`mtl_keras.experiments.calibrating`). TensorBoar
 ``tracking.mlflow`` logs the finished run to MLflow (:mod:`mtl_keras.experiments.tracking`). Under several workers every worker runs the same code; only the chief writes into the
 output directory. With ``baselines.gbdt`` / ``baselines.linear`` the classical reference models of
 :mod:`mtl_keras.evaluation.reference` are fitted per task on the same splits and their test metrics join the
-report (``reference``) as columns next to the single-task networks.
+report (``reference``) as columns next to the single-task networks. With the recipe's ``distill`` the
+single-task networks are trained first and are the teachers of the multi-task model
+(:func:`distillation_term`, docs/methods.md "Distillation from single-task teachers"); the report records
+it under ``distill`` and Δm is still measured against those networks.
 """
 
 from __future__ import annotations
@@ -54,11 +57,18 @@ def _save_model(model: keras.Model, path: Path) -> None:
 
 
 def train_baselines(
-    prepared: Prepared, output_dir: Path, *, resume: bool, write_dir: Path | None = None
+    prepared: Prepared,
+    output_dir: Path,
+    *,
+    resume: bool,
+    write_dir: Path | None = None,
+    load_reused: bool = False,
 ) -> dict[str, Any]:
     """Train (or reuse, when the fingerprint matches) the single-task baselines; returns their results.
 
     ``output_dir`` is read (cached results, checkpoints); ``write_dir`` (default ``output_dir``) written.
+    ``load_reused``: when the cached results are reused, load the cached model's weights into
+    ``prepared.baseline`` too (it is a teacher, see :func:`distillation_term`).
     """
     baseline = prepared.baseline
     assert baseline is not None, "baselines.enabled is false"
@@ -70,6 +80,9 @@ def train_baselines(
     reuse = agree(prepared.strategy, int(cached.get("fingerprint") == digest), "reusing the baselines")
     if reuse:
         logger.info("Reusing single-task baselines from %s (recipe and data unchanged).", directory)
+        if load_reused:  # the weights only: a teacher needs no optimizer state
+            saved = keras.models.load_model(directory / MODEL_FILE, compile=False)
+            baseline.set_weights(saved.get_weights())
         return dict(cached)
     writes.mkdir(parents=True, exist_ok=True)
     epochs = prepared.recipe.baseline_epochs
@@ -105,6 +118,23 @@ def _fit(
         backup_dir=backup_dir,
         resume=resume,
         verbose=_verbosity(),
+    )
+
+
+def distillation_term(prepared: Prepared) -> Any:
+    """The recipe's ``distill`` as a loss term of the multi-task model: every task's distillation term
+    (:func:`~mtl_keras.losses.distillation_loss` with the ``T²`` factor) against the trained single-task
+    networks' outputs, weighted by ``distill.weight``; call after :func:`train_baselines`."""
+    from mtl_keras.losses import Distillation
+
+    spec = prepared.recipe.distill
+    assert spec is not None and prepared.baseline is not None, "distill needs the single-task networks"
+    return Distillation(
+        prepared.baseline,
+        prepared.tasks,
+        weight=spec.weight,
+        temperature=spec.temperature,
+        temperature_squared=True,
     )
 
 
@@ -196,6 +226,15 @@ def _run(prepared: Prepared, out: Path, writes: Path, *, resume: bool) -> dict[s
     describe = getattr(prepared.dataset, "describe", None)
     if describe is not None:  # a user's table: its feature kinds, statistics and label encodings
         atomic_write_text(writes / "data.json", json.dumps(describe(), indent=2, default=str))
+    baselines: dict[str, Any] | None = None
+    if recipe.distill is not None:  # the teachers first
+        baselines = train_baselines(prepared, out, resume=resume, write_dir=writes, load_reused=True)
+        prepared.model.add_loss_term(distillation_term(prepared))
+        logger.info(
+            "Distilling the single-task networks (weight %g, temperature %g).",
+            recipe.distill.weight,
+            recipe.distill.temperature,
+        )
     logger.info("Training %s (%s) on %s.", recipe.name, recipe.architecture.name, prepared.dataset.name)
     logs = writes / TENSORBOARD_DIR / "multi_task"
     fitted = _fit(
@@ -224,8 +263,11 @@ def _run(prepared: Prepared, out: Path, writes: Path, *, resume: bool) -> dict[s
         "train_seconds": fitted.seconds,
         "params": int(prepared.model.count_params()),
     }
+    if recipe.distill is not None:
+        extra["distill"] = recipe.distill.model_dump() | {"temperature_squared": True}
     if prepared.baseline is not None:
-        baselines = train_baselines(prepared, out, resume=resume, write_dir=writes)
+        if baselines is None:
+            baselines = train_baselines(prepared, out, resume=resume, write_dir=writes)
         extra = {
             "single_task_train_seconds": baselines["train_seconds"],
             "single_task_params": baselines["params"],
@@ -286,4 +328,12 @@ def multi_task_report(multi: dict[str, float], tasks: list[Task], **entries: Any
     }
 
 
-__all__ = ["MODEL_FILE", "export", "export_dir", "multi_task_report", "run", "train_baselines"]
+__all__ = [
+    "MODEL_FILE",
+    "distillation_term",
+    "export",
+    "export_dir",
+    "multi_task_report",
+    "run",
+    "train_baselines",
+]

@@ -10,6 +10,13 @@ the soft targets of the student's outputs for the same task:
 * regression: the mean squared difference of the outputs, in the task's standardised units when it has a
   standardisation (``label_std``), else in its own units.
 
+With ``temperature_squared=True`` both classification terms are multiplied by ``T²`` (Hinton, Vinyals & Dean
+2015: the gradients of softened outputs shrink as ``1/T²``, so the factor keeps the term's size as ``T``
+changes); a sigmoid head is the two-class softmax of logits ``(0, z)``, so it gets the factor too. This is
+how :mod:`mtl_keras.experiments.train` distils the single-task networks into the multi-task model (recipe
+``distill``). Every example of the batch gets the term, labelled or not: the teacher's output stands in for
+a missing label.
+
 :class:`Distillation` is a loss term (``compile(extra_losses=[...])``): ``weight × Σ_tasks KD_task``.
 """
 
@@ -27,21 +34,24 @@ from mtl_keras.tasks import Task
 EPSILON = 1e-7
 
 
-def distillation_loss(task: Task, teacher: Any, student: Any, temperature: float = 2.0) -> tf.Tensor:
+def distillation_loss(
+    task: Task, teacher: Any, student: Any, temperature: float = 2.0, *, temperature_squared: bool = False
+) -> tf.Tensor:
     """The mean over the batch of the distillation term of ``task`` (see the module docstring)."""
     teacher = tf.cast(teacher, tf.float32)
     student = tf.cast(student, tf.float32)
+    factor = temperature**2 if temperature_squared else 1.0
     if task.kind == "multiclass":
         soft = tf.nn.softmax(tf.math.log(tf.clip_by_value(teacher, EPSILON, 1.0)) / temperature, axis=-1)
         log_q = tf.nn.log_softmax(tf.math.log(tf.clip_by_value(student, EPSILON, 1.0)) / temperature, axis=-1)
-        return tf.reduce_mean(-tf.reduce_sum(soft * log_q, axis=-1))
+        return factor * tf.reduce_mean(-tf.reduce_sum(soft * log_q, axis=-1))
     if task.kind == "binary":
         p = tf.clip_by_value(teacher, EPSILON, 1.0 - EPSILON)
         q = tf.clip_by_value(student, EPSILON, 1.0 - EPSILON)
         soft = tf.sigmoid((tf.math.log(p) - tf.math.log1p(-p)) / temperature)
         z = (tf.math.log(q) - tf.math.log1p(-q)) / temperature
         # cross-entropy of σ(z) against `soft`, written with logits for stability
-        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=soft, logits=z))
+        return factor * tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=soft, logits=z))
     scale = task.label_std if task.label_std is not None else 1.0
     return tf.reduce_mean(tf.square((student - teacher) / scale))
 
@@ -54,10 +64,17 @@ class Distillation:
         tasks: the distilled tasks (outputs of both models).
         weight: the term's weight (LwF's λ_o, default 1).
         temperature: the softening temperature of classification outputs (LwF: 2).
+        temperature_squared: multiply the classification terms by ``T²`` (Hinton et al.; LwF: no).
     """
 
     def __init__(
-        self, teacher: keras.Model, tasks: Sequence[Task], *, weight: float = 1.0, temperature: float = 2.0
+        self,
+        teacher: keras.Model,
+        tasks: Sequence[Task],
+        *,
+        weight: float = 1.0,
+        temperature: float = 2.0,
+        temperature_squared: bool = False,
     ) -> None:
         if not weight >= 0:
             raise ValueError(f"Expected `weight` to be a non-negative number. Received: weight={weight!r}")
@@ -70,12 +87,17 @@ class Distillation:
         self.tasks = list(tasks)
         self.weight = float(weight)
         self.temperature = float(temperature)
+        self.temperature_squared = bool(temperature_squared)
 
     def __call__(self, x: Any, labels: dict[str, Any], predictions: dict[str, Any]) -> tf.Tensor:
         targets = self.teacher(x, training=False)
         terms = [
             distillation_loss(
-                task, tf.stop_gradient(targets[task.name]), predictions[task.name], self.temperature
+                task,
+                tf.stop_gradient(targets[task.name]),
+                predictions[task.name],
+                self.temperature,
+                temperature_squared=self.temperature_squared,
             )
             for task in self.tasks
         ]

@@ -231,7 +231,7 @@ def translate(
         return RecipeError(join(path, cause.path), cause.message)
     if kind == "extra_forbidden":
         parent, owner, *_ = _locate(model, loc[:-1], raw)
-        allowed = sorted(_split(owner)[0].model_fields) if _is_model(owner) else []
+        allowed = _keys(owner)
         name = str(loc[-1])
         return RecipeError(
             _path(prefix, [*parent, loc[-1]]),
@@ -249,6 +249,18 @@ def translate(
     if choices is not None and isinstance(value, str):
         return RecipeError(path, f"expected {expected}, got {value!r}." + suggest(value, choices))
     return RecipeError(path, f"expected {expected}, got {value!r}")
+
+
+def _keys(annotation: Any) -> list[str]:
+    """The keys of the section ``annotation`` (optional or not), as a recipe spells them (aliases)."""
+    annotation = _split(annotation)[0]
+    args = _union_args(annotation)
+    if args is not None:
+        models = [a for a in args if _is_model(a)]
+        annotation = _split(models[0])[0] if len(models) == 1 else annotation
+    if not _is_model(annotation):
+        return []
+    return sorted(info.alias or name for name, info in annotation.model_fields.items())
 
 
 def _is_model(annotation: Any) -> bool:

@@ -27,6 +27,7 @@ from mtl_keras.recipes.sections import (
     BackboneSpec,
     BaselinesSpec,
     CalibrationSpec,
+    DistillSpec,
     DistributeSpec,
     EncodingsSpec,
     EvaluationSpec,
@@ -65,6 +66,9 @@ class Recipe(Section):
     balancer: BalancerSpec = BalancerSpec()
     training: TrainingSpec = TrainingSpec()
     baselines: BaselinesSpec = BaselinesSpec()
+    distill: DistillSpec | None = Field(
+        default=None, description="from: baselines, weight, temperature: distil the single-task networks"
+    )
     distribute: DistributeSpec = DistributeSpec()
     mixed_precision: Literal["mixed_float16", "mixed_bfloat16"] | None = None
     calibration: CalibrationSpec = CalibrationSpec()
@@ -113,6 +117,16 @@ class Recipe(Section):
         if self.seeds > 1 and not self.baselines.single_task:
             raise RecipeError(
                 "seeds", "a verdict per task needs the single-task networks; set baselines.single_task: true"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _distill_needs_baselines(self) -> Recipe:
+        if self.distill is not None and not self.baselines.single_task:
+            raise RecipeError(
+                "distill",
+                "the teachers are the single-task networks; set baselines.single_task: true "
+                "(got baselines.single_task: false)",
             )
         return self
 

@@ -113,6 +113,25 @@ class BaselinesSpec(Section):
         return [name for name in ("gbdt", "linear") if getattr(self, name)]
 
 
+class DistillSpec(Section):
+    """Distillation from single-task teachers: the trained single-task networks' outputs are soft targets of
+    the multi-task model's (docs/methods.md, "Distillation from single-task teachers")."""
+
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    source: Literal["baselines"] = Field(
+        default="baselines",
+        alias="from",
+        description="the teachers: baselines (the single-task networks, trained before the multi-task model)",
+    )
+    weight: NonNegativeFloat = Field(
+        default=1.0, description="weight of the summed per-task distillation terms"
+    )
+    temperature: PositiveFloat = Field(
+        default=2.0, description="softening temperature of classification outputs (terms scaled by T²)"
+    )
+
+
 def _strategy_names() -> list[str]:
     from mtl_keras.distribute.strategy import STRATEGIES
 

@@ -126,6 +126,12 @@ def run_search(
             "distribute.strategy",
             f"a search runs on one machine: use default or mirrored, not {base.distribute.strategy!r}",
         )
+    if base.distill is not None:
+        raise RecipeError(
+            "distill",
+            "the trials of a search train without teachers, so a search would not measure distillation; "
+            "remove `distill` to search (`mtl-keras train` of the best recipe can add it back)",
+        )
     with preparation.policy(base):  # while the trials' models are built
         directory = Path(output_dir)
         dataset = preparation.load_data(base)

@@ -249,6 +249,10 @@ def test_errors_before_anything_is_written(tmp_path):
         recipe, search = load_search_recipe(tmp_path / "recipe.yaml", ["distribute.strategy=multi_worker"])
         run_search(recipe, search, tmp_path / "search")
     assert not (tmp_path / "search").exists()
+    with pytest.raises(RecipeError, match=r"^distill: the trials of a search train without teachers"):
+        recipe, search = load_search_recipe(tmp_path / "recipe.yaml", ["distill={weight: 0.5}"])
+        run_search(recipe, search, tmp_path / "search")
+    assert not (tmp_path / "search").exists()
     with pytest.raises(SystemExit):
         _tune(str(tmp_path / "recipe.yaml"), "--max-trials", "0")
 
