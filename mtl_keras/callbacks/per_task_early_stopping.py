@@ -130,8 +130,8 @@ def task_head_variables(model: Any) -> tuple[dict[str, list[Any]], list[Any]]:
     if fused:
         reached = reaching_outputs(dict(model._outputs_struct), columnwise=fused)
         for layer, columns in reached.items():
-            users = set().union(*columns.values())
-            walked.update({id(v): users for v in layer.weights})
+            reaching = set().union(*columns.values())
+            walked.update({id(v): reaching for v in layer.weights})
         for layer in fused:
             columns = reached.get(layer, {})
             for k in range(layer.num_towers):
@@ -144,9 +144,11 @@ def task_head_variables(model: Any) -> tuple[dict[str, list[Any]], list[Any]]:
                         others.append(part)
                     owned.add(id(variable))
     for index, variable in enumerate(candidates):
-        users = [name for name in task_names if connected[name][index]]
-        if id(variable) in walked:
-            users = [name for name in users if name in walked[id(variable)]]
+        users = [
+            name
+            for name in task_names
+            if connected[name][index] and (id(variable) not in walked or name in walked[id(variable)])
+        ]
         if len(users) == 1:
             heads[users[0]].append(variable)
             owned.add(id(variable))
