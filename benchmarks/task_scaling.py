@@ -1,7 +1,8 @@
 """Training-step time against the number of tasks T, with and without XLA (issue 16, item 0).
 
 The problem of the issue: ``builders.hard_sharing(tasks, 64, trunk=(256, 256), tower_units=())`` with T binary
-tasks (no metrics, static equal weights), batch 256, Adam, 2 intra-op / 1 inter-op threads on the CPU, against
+tasks (no metrics, static equal weights; its heads fused into one ``towers`` layer, the default, and with
+``fuse_towers=False``, one ``Tower`` per task), batch 256, Adam, 2 intra-op / 1 inter-op threads on the CPU, against
 the same network in plain Keras with T ``Dense(1)`` dict heads, and with one fused ``Dense(T)`` head; each
 compiled with ``jit_compile=False`` and ``True``. A step is one ``train_on_batch`` on a fixed batch;
 ``ms_per_step`` is the median of the timed steps (after warm-up), ``first_step_s`` the first call (tracing and
@@ -41,7 +42,13 @@ from mtl_keras.builders import hard_sharing  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
-KINDS = ("mtl-keras static", "plain Keras, dict heads", "one fused Dense(T) head")
+KINDS = (
+    "mtl-keras static",
+    "mtl-keras static, separate towers",
+    "plain Keras, dict heads",
+    "one fused Dense(T) head",
+)
+BASE = "plain Keras, dict heads"
 BATCH, WIDTH = 256, 64
 
 
@@ -55,16 +62,18 @@ def build(kind: str, t: int, jit: bool) -> tuple[Any, Any, Any]:
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(BATCH, WIDTH)).astype("float32"))
     labels = (rng.random((BATCH, t)) < 0.5).astype("float32")
-    if kind == KINDS[0]:
+    if kind.startswith("mtl-keras"):
         tasks = [Task(name, "binary", metrics=[]) for name in _names(t)]
-        model = hard_sharing(tasks, WIDTH, trunk=(256, 256), tower_units=())
+        model = hard_sharing(
+            tasks, WIDTH, trunk=(256, 256), tower_units=(), fuse_towers=kind == "mtl-keras static"
+        )
         model.compile(keras.optimizers.Adam(1e-3), jit_compile=jit)
         y: Any = {name: tf.constant(labels[:, i : i + 1]) for i, name in enumerate(_names(t))}
         return model, x, y
     inputs = keras.Input((WIDTH,))
     h = keras.layers.Dense(256, activation="relu")(inputs)
     h = keras.layers.Dense(256, activation="relu")(h)
-    if kind == KINDS[1]:
+    if kind == BASE:
         outputs = {name: keras.layers.Dense(1, activation="sigmoid", name=name)(h) for name in _names(t)}
         model = keras.Model(inputs, outputs)
         model.compile(
@@ -80,7 +89,8 @@ def build(kind: str, t: int, jit: bool) -> tuple[Any, Any, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    configs = [(kind, t, jit) for t in args.tasks for jit in (False, True) for kind in KINDS]
+    xla = {"both": (False, True), "off": (False,), "on": (True,)}[args.xla]
+    configs = [(kind, t, jit) for t in args.tasks for jit in xla for kind in KINDS]
     built = {}
     first = {}
     for config in configs:
@@ -104,7 +114,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for kind, t, jit in configs:
         median = float(np.median(times[kind, t, jit])) * 1e3
-        base = float(np.median(times[KINDS[1], t, jit])) * 1e3
+        base = float(np.median(times[BASE, t, jit])) * 1e3
         rows.append(
             {
                 "model": kind,
@@ -159,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--xla", choices=("both", "off", "on"), default="both", help="jit_compile settings to time"
+    )
     args = parser.parse_args(argv)
     args.command = _common.command_line(__file__, argv)
     result = run(args)

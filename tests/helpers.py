@@ -45,6 +45,17 @@ def check_layer(layer: keras.layers.Layer, inputs: Any, tmp_path: Any) -> None:
     assert _max_abs_diff(model(inputs), loaded(inputs)) <= TOLERANCE
 
 
+def tower_values(model: keras.Model, task: str) -> list[np.ndarray]:
+    """Copies of the weights of ``task``'s tower: its ``tower_<task>`` layer's, or its column's slices of the
+    fused ``towers`` layer (found from the tensor its ``output_<task>`` layer reads)."""
+    from mtl_keras.layers.fused_towers import FusedTowers
+
+    history = model.get_layer(f"output_{task}").input._keras_history
+    if isinstance(history.operation, FusedTowers):
+        return [np.array(w, copy=True) for w in history.operation.tower_weights(history.tensor_index)]
+    return [np.array(w, copy=True) for w in model.get_layer(f"tower_{task}").get_weights()]
+
+
 def toy_tasks() -> list[Task]:
     return [Task("a", "binary"), Task("b", "regression"), Task("c", "multiclass", num_classes=3)]
 
