@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,9 +18,10 @@ class FusedTowers(keras.layers.Layer):
 
     Tower ``k`` is Dense(units[0]) → … → Dense(units[-1]) → Dense(output_units, output_activation) with its
     own variables: every depth holds one kernel ``(num_towers, d_in, d_out)`` and one bias
-    ``(num_towers, d_out)``, and slice ``k`` of them is tower ``k``'s Dense kernel and bias (initialised
-    as Dense does, Glorot-uniform on each ``(d_in, d_out)`` slice and zero biases). Each depth is one
-    einsum over the task axis instead of ``num_towers`` small matmuls.
+    ``(num_towers, 1, d_out)``, and slice ``k`` of them is tower ``k``'s Dense kernel and bias (initialised
+    as Dense does, Glorot-uniform on each ``(d_in, d_out)`` slice and zero biases; without dropout, under
+    one global seed, with the very values ``num_towers`` Towers made in its place would draw). Each depth
+    is one einsum over the task axis instead of ``num_towers`` small matmuls.
 
     The input is one tensor ``(batch, d)`` that every tower reads (towers on a shared trunk) or a list of
     ``num_towers`` tensors ``(batch, d)``, tower ``k`` reading the ``k``-th (MMoE's or PLE's mixtures). The
@@ -57,6 +57,13 @@ class FusedTowers(keras.layers.Layer):
         self.dropout = check_rate(dropout, "dropout")
         self._activation = keras.activations.get(activation)
         self._output_activation = keras.activations.get(output_activation)
+        # One Glorot-uniform initializer per tower and depth, made in the order T separate Towers make their
+        # Dense layers' (each draws its seed from Python's `random` when made): without dropout, the same
+        # global seed then gives each slice the values the tower it replaces would have had.
+        self._initializers = [
+            [keras.initializers.GlorotUniform() for _ in range(len(self.units) + 1)]
+            for _ in range(self.num_towers)
+        ]
         self.dropouts = (
             [keras.layers.Dropout(self.dropout, dtype=self.dtype_policy) for _ in self.units]
             if self.dropout
@@ -90,12 +97,10 @@ class FusedTowers(keras.layers.Layer):
         sizes = [*self.units, self.output_units]
         for depth, d_out in enumerate(sizes):
             name = "output" if depth == len(self.units) else f"dense_{depth}"
-            # Dense's Glorot-uniform limit for each (d_in, d_out) slice, not for the 3-d kernel as a whole.
-            limit = math.sqrt(6.0 / (d_in + d_out))
             self.kernels.append(
                 self.add_weight(
                     shape=(self.num_towers, d_in, d_out),
-                    initializer=keras.initializers.RandomUniform(-limit, limit),
+                    initializer=self._kernel_initializer(depth),
                     name=f"{name}_kernel",
                 )
             )
@@ -103,6 +108,16 @@ class FusedTowers(keras.layers.Layer):
                 self.add_weight(shape=(self.num_towers, 1, d_out), initializer="zeros", name=f"{name}_bias")
             )
             d_in = d_out
+
+    def _kernel_initializer(self, depth: int) -> Any:
+        """Each (d_in, d_out) slice drawn by its tower's Glorot-uniform initializer, as a Dense kernel is
+        (limit sqrt(6 / (d_in + d_out)) per slice, not for the 3-d kernel as a whole)."""
+
+        def initialize(shape: Any, dtype: Any = None) -> Any:
+            _, d_in, d_out = shape
+            return ops.stack([tower[depth]((d_in, d_out), dtype=dtype) for tower in self._initializers])
+
+        return initialize
 
     def call(self, inputs: Any, training: bool | None = None) -> list[Any]:
         if isinstance(inputs, (list, tuple)):

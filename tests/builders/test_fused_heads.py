@@ -158,3 +158,16 @@ def test_towers_on_image_features_or_of_one_task_stay_separate() -> None:
     }
     single = builders.hard_sharing([Task("a", "binary"), Task("d", "multiclass", num_classes=3)], 7)
     assert not [layer for layer in single.layers if isinstance(layer, FusedTowers)]
+
+
+@pytest.mark.parametrize("architecture", ["hard_sharing", "mmoe", "ple"])
+def test_one_global_seed_gives_the_separate_towers_initial_weights(architecture: str) -> None:
+    builder = builders.get_builder(architecture)
+    keras.utils.set_random_seed(7)
+    separate = builder(TASKS, 7, tower_units=(5, 3), fuse_towers=False)
+    keras.utils.set_random_seed(7)
+    fused = builder(TASKS, 7, tower_units=(5, 3))
+    before, after = _named_weights(separate, fused)
+    assert sorted(before) == sorted(after)
+    for path, value in before.items():
+        np.testing.assert_array_equal(after[path], value, err_msg=path)
