@@ -120,18 +120,25 @@ class FusedTowers(keras.layers.Layer):
         return initialize
 
     def call(self, inputs: Any, training: bool | None = None) -> list[Any]:
+        towers = self.num_towers
         if isinstance(inputs, (list, tuple)):
-            x = ops.einsum("tbd,tdu->tbu", ops.stack(list(inputs)), self.kernels[0])
+            x = ops.einsum("tbd,tdu->tbu", ops.stack(list(inputs)), self.kernels[0]) + self.biases[0]
         else:
-            x = ops.einsum("bd,tdu->tbu", inputs, self.kernels[0])
-        x = x + self.biases[0]
+            # One input: one matmul with the towers' first kernels side by side, (d, towers·u) (measured
+            # faster on the CPU than the einsum), then (batch, towers, u).
+            _, d, u = self.kernels[0].shape
+            side_by_side = ops.reshape(ops.transpose(self.kernels[0], (1, 0, 2)), (d, towers * u))
+            x = ops.matmul(inputs, side_by_side) + ops.reshape(self.biases[0], (towers * u,))
+            x = ops.reshape(x, (-1, towers, u))
+            if len(self.kernels) == 1:
+                return ops.unstack(self._output_activation(x), num=towers, axis=1)
+            x = ops.transpose(x, (1, 0, 2))
         for depth in range(1, len(self.kernels)):
             x = self._activation(x)
             if self.dropouts:
                 x = self.dropouts[depth - 1](x, training=training)
             x = ops.einsum("tbd,tdu->tbu", x, self.kernels[depth]) + self.biases[depth]
-        x = self._output_activation(x)
-        return ops.unstack(x, num=self.num_towers, axis=0)
+        return ops.unstack(self._output_activation(x), num=towers, axis=0)
 
     def compute_output_shape(self, input_shape: Any) -> list[tuple[Any, ...]]:
         batch = self._input_shapes(input_shape)[0][0]
