@@ -21,7 +21,8 @@ class FusedTowers(keras.layers.Layer):
     ``(num_towers, 1, d_out)``, and slice ``k`` of them is tower ``k``'s Dense kernel and bias (initialised
     as Dense does, Glorot-uniform on each ``(d_in, d_out)`` slice and zero biases; without dropout, under
     one global seed, with the very values ``num_towers`` Towers made in its place would draw). Each depth
-    is one einsum over the task axis instead of ``num_towers`` small matmuls.
+    is one einsum over the task axis (on one input, the first depth is one matmul with the kernels side
+    by side) instead of ``num_towers`` small matmuls.
 
     The input is one tensor ``(batch, d)`` that every tower reads (towers on a shared trunk) or a list of
     ``num_towers`` tensors ``(batch, d)``, tower ``k`` reading the ``k``-th (MMoE's or PLE's mixtures). The
