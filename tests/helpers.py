@@ -45,6 +45,17 @@ def check_layer(layer: keras.layers.Layer, inputs: Any, tmp_path: Any) -> None:
     assert _max_abs_diff(model(inputs), loaded(inputs)) <= TOLERANCE
 
 
+def tower_values(model: keras.Model, task: str) -> list[np.ndarray]:
+    """Copies of the weights of ``task``'s tower: its ``tower_<task>`` layer's, or its column's slices of the
+    fused ``towers`` layer (found from the tensor its ``output_<task>`` layer reads)."""
+    from mtl_keras.layers.fused_towers import FusedTowers
+
+    history = model.get_layer(f"output_{task}").input._keras_history
+    if isinstance(history.operation, FusedTowers):
+        return [np.array(w, copy=True) for w in history.operation.tower_weights(history.tensor_index)]
+    return [np.array(w, copy=True) for w in model.get_layer(f"tower_{task}").get_weights()]
+
+
 def toy_tasks() -> list[Task]:
     return [Task("a", "binary"), Task("b", "regression"), Task("c", "multiclass", num_classes=3)]
 
@@ -88,6 +99,27 @@ def check_builder(model: MultiTaskModel, x: Any, y: dict[str, Any], tmp_path: An
     assert _max_abs_diff(model.predict(x, verbose=0), loaded.predict(x, verbose=0)) <= TOLERANCE
 
 
+def shared_by_task_gradients(
+    model: MultiTaskModel, variables: list[Any], task_grads: list[list[Any]]
+) -> set[str]:
+    """Paths of the variables with a non-zero gradient from two or more tasks (``task_grads[i]``: task i's
+    gradients of ``variables``). A fused tower layer's variables hold one slice per task (first axis): one
+    of them counts when two tasks' gradients are non-zero in the same slice, not merely somewhere in it."""
+    from mtl_keras.layers.fused_towers import FusedTowers
+
+    sliced = {id(v) for layer in model.layers if isinstance(layer, FusedTowers) for v in layer.weights}
+    found = set()
+    for k, v in enumerate(variables):
+        used = [np.abs(np.asarray(grads[k])) > 0 for grads in task_grads if grads[k] is not None]
+        if id(v) in sliced:
+            per_slice = sum(u.reshape(u.shape[0], -1).any(axis=1).astype(int) for u in used)
+            if len(used) > 1 and per_slice.max() > 1:
+                found.add(v.path)
+        elif sum(bool(u.any()) for u in used) > 1:
+            found.add(v.path)
+    return found
+
+
 def check_sharing(model: MultiTaskModel, x: Any, y: dict[str, Any]) -> None:
     """The declared shared variables are exactly those that more than one task's loss depends on, and the
     declared representation carries every shared gradient (an independent check of each builder's record)."""
@@ -106,12 +138,12 @@ def check_sharing(model: MultiTaskModel, x: Any, y: dict[str, Any]) -> None:
         share, _, _ = model._task_losses_for(targets, predictions, weights)
         terms = tf.unstack(share)
         total = tf.reduce_sum(share)
-    for i in range(len(model.tasks)):
-        grads = tape.gradient(terms[i], [v.value for v in variables])
+    task_grads = [tape.gradient(terms[i], [v.value for v in variables]) for i in range(len(model.tasks))]
+    for grads in task_grads:
         for v, g in zip(variables, grads, strict=True):
             if g is not None and float(tf.reduce_max(tf.abs(g))) > 0:
                 users[id(v)] += 1
-    shared_found = {v.path for v in variables if users[id(v)] > 1}
+    shared_found = shared_by_task_gradients(model, variables, task_grads)
     declared = {v.path for v in model.shared_variables}
     assert shared_found <= declared, f"undeclared shared variables: {sorted(shared_found - declared)}"
     # Declared variables must at least be used by some task (a declared-but-unused layer is a bug too).

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from mtl_keras import Task, builders
+from mtl_keras.layers.fused_towers import FusedTowers
+from mtl_keras.layers.towers import Tower
 
 MEAN, STD = 3000.0, 1100.0
 
@@ -79,7 +81,9 @@ def test_every_builder_head_outputs_mean_plus_std_times_dense_output(name: str) 
     head = model.get_layer(prefix.format(task="price") + "output_price")
     assert isinstance(head, keras.layers.Rescaling) and not head.weights
     x = np.random.default_rng(1).normal(size=(5, 6)).astype("float32")
-    dense = keras.Model(model.input, model.get_layer(prefix.format(task="price") + "tower_price").output)
+    # The tensor the head reads: the price tower's Dense output (its own tower's or its fused column).
+    assert isinstance(head.input._keras_history.operation, (Tower, FusedTowers))
+    dense = keras.Model(model.input, head.input)
     z = np.asarray(dense(x), np.float64)
     outputs = model(x)
     np.testing.assert_allclose(np.asarray(outputs["price"]), MEAN + STD * z, rtol=1e-6, atol=1e-3)
@@ -92,7 +96,8 @@ def test_standardised_head_is_float32_under_mixed_precision(mixed_policy: None) 
     head = model.get_layer("output_price")
     assert head.dtype_policy.name == "float32"
     x = np.random.default_rng(2).normal(size=(4, 6)).astype("float32")
-    z = np.asarray(keras.Model(model.input, model.get_layer("tower_price").output)(x), np.float64)
+    assert isinstance(head.input._keras_history.operation, FusedTowers)  # price and buy: one unit each
+    z = np.asarray(keras.Model(model.input, head.input)(x), np.float64)
     price = model(x)["price"]
     assert keras.backend.standardize_dtype(price.dtype) == "float32"
     np.testing.assert_allclose(np.asarray(price), MEAN + STD * z, rtol=1e-6, atol=1e-3)

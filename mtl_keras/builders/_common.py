@@ -14,7 +14,7 @@ layers a graph declares are checked against those derived from the graph itself
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -22,6 +22,7 @@ import keras
 from mtl_keras.builders.inputs import make_inputs, trainable_input_layers
 from mtl_keras.builders.sharing import bypassing_layers, check_shared_layers
 from mtl_keras.layers._checks import check_positive_int, check_rate
+from mtl_keras.layers.fused_towers import FusedTowers
 from mtl_keras.layers.towers import Tower
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import Task, as_tasks
@@ -154,6 +155,59 @@ def task_output(task: Task, x: Any, units: Sequence[int], *, dropout: float = 0.
     (and its label standardisation, if any)."""
     logits = tower(task, units, dropout=dropout, prefix=prefix)(x)
     return float32_output(logits, task, activation=task.activation, prefix=prefix)
+
+
+def task_outputs(
+    tasks: Sequence[Task],
+    inputs: Mapping[str, Any],
+    units: Sequence[int],
+    *,
+    dropout: float = 0.0,
+    prefix: str = "",
+    fuse: bool = True,
+) -> tuple[dict[str, Any], list[FusedTowers]]:
+    """Every task's output, task ``t``'s tower reading ``inputs[t.name]``: ``({task: output}, fused layers)``.
+
+    With ``fuse`` (the builders' ``fuse_towers``), the towers of tasks with the same output width whose
+    inputs are ``(batch, d)`` tensors of one shape and dtype are one :class:`FusedTowers` layer (groups of
+    two or more; named ``towers``, then ``towers_1``, ... in the order of their first task), reading the one
+    tensor they all read or the list of their inputs; each column then goes through the task's
+    :func:`float32_output` as a separate tower's logits do. The other towers, and every tower without
+    ``fuse``, are separate :func:`tower` layers (``tower_<task>``). The fused layers are columnwise: a
+    builder lists them in :attr:`Graph.columnwise`, so their variables are task-specific.
+    """
+    dropout = check_rate(dropout, "dropout")
+    groups: dict[Any, list[Task]] = {}
+    for task in tasks:
+        x = inputs[task.name]
+        shape = tuple(x.shape)
+        key = (task.output_units, shape[1:], str(x.dtype)) if fuse and len(shape) == 2 else id(task)
+        groups.setdefault(key, []).append(task)
+    logits: dict[str, Any] = {}
+    fused: list[FusedTowers] = []
+    for group in groups.values():
+        if len(group) < 2:
+            (task,) = group
+            logits[task.name] = tower(task, units, dropout=dropout, prefix=prefix)(inputs[task.name])
+            continue
+        layer = FusedTowers(
+            num_towers=len(group),
+            units=units,
+            output_units=group[0].output_units,
+            output_activation="linear",
+            dropout=dropout,
+            name=f"{prefix}towers" + (f"_{len(fused)}" if fused else ""),
+        )
+        group_inputs = [inputs[task.name] for task in group]
+        same = all(x is group_inputs[0] for x in group_inputs)
+        columns = layer(group_inputs[0] if same else group_inputs)
+        logits.update({task.name: column for task, column in zip(group, columns, strict=True)})
+        fused.append(layer)
+    outputs = {
+        task.name: float32_output(logits[task.name], task, activation=task.activation, prefix=prefix)
+        for task in tasks
+    }
+    return outputs, fused
 
 
 def build_model(

@@ -5,7 +5,11 @@ The new task's branch is a fresh copy of an existing task's branch (the ``templa
 task): every layer that only the template's output uses and that is not a shared layer (its tower, its
 per-task blocks, MMoE's or PLE's task gate and mixture, ...) is rebuilt from its config with new weights and
 a name for the new task, and applied to the same shared tensors; the tower's output size and the output
-activation (or standardisation) follow the new task's kind. Everything else — the shared layers, the other
+activation (or standardisation) follow the new task's kind. When the template's tower is a column of a
+:class:`~mtl_keras.layers.fused_towers.FusedTowers` layer, the new task gets a separate
+:class:`~mtl_keras.layers.towers.Tower` ``tower_<new task>`` of the same hidden sizes, activation and
+dropout (fresh weights, as for a separate template tower), on the template's tower input (rebuilt if it is
+the template's own, e.g. MMoE's mixture); the fused layer itself stays as it is. Everything else — the shared layers, the other
 tasks' branches — is the same layer objects, so the extended model shares their weights with ``model``.
 """
 
@@ -18,6 +22,7 @@ import keras
 
 from mtl_keras._registry import suggest
 from mtl_keras.builders._common import float32_output
+from mtl_keras.layers.fused_towers import FusedTowers
 from mtl_keras.layers.towers import Tower
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import Task, as_tasks
@@ -31,16 +36,28 @@ def _producer(tensor: Any) -> tuple[Any, int] | None:
 
 
 def _upstream(tensor: Any) -> set[int]:
-    """ids of the layers ``tensor`` is computed with."""
+    """ids of the layers ``tensor`` is computed with (column ``k`` of a :class:`FusedTowers` on a list of
+    inputs is computed from its ``k``-th input only)."""
     found: set[int] = set()
+    seen: set[tuple[int, int, int]] = set()
     stack = [tensor]
     while stack:
-        produced = _producer(stack.pop())
-        if produced is None or id(produced[0]) in found:
+        current = stack.pop()
+        produced = _producer(current)
+        if produced is None:
             continue
         layer, index = produced
+        column = current._keras_history.tensor_index if isinstance(layer, FusedTowers) else 0
+        if (id(layer), index, column) in seen:
+            continue
+        seen.add((id(layer), index, column))
         found.add(id(layer))
-        stack.extend(layer._inbound_nodes[index].arguments.keras_tensors)
+        arguments = layer._inbound_nodes[index].arguments
+        argument = arguments.args[0] if isinstance(layer, FusedTowers) else None
+        if isinstance(argument, (list, tuple)):
+            stack.append(argument[column])
+        else:
+            stack.extend(arguments.keras_tensors)
     return found
 
 
@@ -83,10 +100,12 @@ def add_task(
     shared = {id(model.get_layer(name)) for name in model.shared_layer_names}
     own = _upstream(outputs[template]) - others - shared
     taken = {layer.name for layer in model.layers}
-    built: dict[tuple[int, int], Any] = {}
+    built: dict[tuple[int, ...], Any] = {}
 
     def rebuild(tensor: Any) -> Any:
         produced = _producer(tensor)
+        if produced is not None and isinstance(produced[0], FusedTowers) and id(produced[0]) not in shared:
+            return fused_column(tensor, *produced)
         if produced is None or id(produced[0]) not in own:
             return tensor
         layer, index = produced
@@ -107,6 +126,25 @@ def add_task(
                 result = type(layer).from_config(config)(*args, **kwargs)
                 built[(id(layer), index)] = keras.tree.flatten(result)
         return built[(id(layer), index)][tensor._keras_history.tensor_index]
+
+    def fused_column(tensor: Any, layer: FusedTowers, index: int) -> Any:
+        """A separate tower for the new task in place of the template's column of ``layer``."""
+        column = tensor._keras_history.tensor_index
+        key = (id(layer), index, column)
+        if key not in built:
+            argument = layer._inbound_nodes[index].arguments.args[0]
+            x = argument[column] if isinstance(argument, (list, tuple)) else argument
+            new_tower = Tower(
+                units=layer.units,
+                output_units=new.output_units,
+                output_activation=layer.output_activation,
+                activation=layer.activation,
+                dropout=layer.dropout,
+                dtype=layer.dtype_policy,
+                name=_renamed(f"tower_{template}", template, new.name, taken),
+            )
+            built[key] = [new_tower(rebuild(x))]
+        return built[key][0]
 
     outputs[new.name] = rebuild(outputs[template])
     if outputs[new.name] is outputs[template]:

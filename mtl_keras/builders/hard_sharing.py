@@ -12,7 +12,7 @@ from mtl_keras.builders._common import (
     build_model,
     check_blocks,
     make_block,
-    task_output,
+    task_outputs,
 )
 from mtl_keras.layers._checks import check_positive_ints
 from mtl_keras.model import MultiTaskModel
@@ -30,6 +30,7 @@ def graph(
     tower_units: Units = (16,),
     activation: str = "relu",
     dropout: Rate = 0.0,
+    fuse_towers: bool = True,
 ) -> Graph:
     blocks = check_blocks(trunk, "trunk")
     tower_units = check_positive_ints(tower_units, "tower_units")
@@ -45,14 +46,22 @@ def graph(
         layer = make_block(blocks[i], activation=activation, name=f"{prefix}shared_{i}")
         x = apply_block(layer, x, flatten_name=f"{prefix}shared_flatten_{i}")
         shared.append(layer)
-    outputs = {}
+    tower_inputs = {}
     for task in tasks:
         h = x
         for i in range(depth, len(blocks)):
             layer = make_block(blocks[i], activation=activation, name=f"{prefix}{task.name}_block_{i}")
             h = apply_block(layer, h, flatten_name=f"{prefix}{task.name}_flatten_{i}")
-        outputs[task.name] = task_output(task, h, tower_units, dropout=dropout, prefix=prefix)
-    return Graph(outputs=outputs, shared_layers=shared, representation=shared[-1] if shared else None)
+        tower_inputs[task.name] = h
+    outputs, fused = task_outputs(
+        tasks, tower_inputs, tower_units, dropout=dropout, prefix=prefix, fuse=fuse_towers
+    )
+    return Graph(
+        outputs=outputs,
+        shared_layers=shared,
+        representation=shared[-1] if shared else None,
+        columnwise=list(fused),
+    )
 
 
 def hard_sharing(
@@ -64,6 +73,7 @@ def hard_sharing(
     tower_units: Units = (16,),
     activation: str = "relu",
     dropout: Rate = 0.0,
+    fuse_towers: bool = True,
     balancer: Any = None,
     name: str = "hard_sharing",
 ) -> MultiTaskModel:
@@ -78,6 +88,10 @@ def hard_sharing(
         tower_units: hidden sizes of each task's tower, before its output layer.
         activation: activation of Dense blocks.
         dropout: dropout in the towers.
+        fuse_towers: compute the towers of tasks with the same output width as one batched
+            :class:`~mtl_keras.layers.fused_towers.FusedTowers` layer named ``towers`` (same outputs and
+            gradients as separate ``tower_<task>`` layers, fewer ops per step); ``False`` keeps one
+            ``Tower`` per task. Towers on an image-shaped input are never fused.
         balancer: default balancer used by ``compile``.
         name: model name.
 
@@ -94,4 +108,5 @@ def hard_sharing(
         tower_units=tower_units,
         activation=activation,
         dropout=dropout,
+        fuse_towers=fuse_towers,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mtl_keras.builders._common import Graph, build_model, flatten, task_output
+from mtl_keras.builders._common import Graph, build_model, flatten, task_outputs
 from mtl_keras.builders.gates import GateKind, check_gate, make_gate
 from mtl_keras.layers._checks import check_positive_ints
 from mtl_keras.layers.mixture_of_experts import Experts, GatedMixture
@@ -27,6 +27,7 @@ def graph(
     k: PositiveInt = 2,
     gamma: PositiveFloat = 1.0,
     entropy_weight: NonNegativeFloat = 0.1,
+    fuse_towers: bool = True,
 ) -> Graph:
     tower_units = check_positive_ints(tower_units, "tower_units")
     check_gate(gate, k, num_experts)
@@ -41,18 +42,23 @@ def graph(
     shared_layers = [experts] + ([shared_gate] if shared_gate is not None else [])
     mix_layer = GatedMixture(name=f"{prefix}mixture") if shared_gate is not None else None
     shared_mix = mix_layer([expert_outputs, shared_gate(x)]) if mix_layer and shared_gate else None
-    outputs = {}
+    mixtures = {}
     for task in tasks:
         if shared_mix is None:
             task_gate = new_gate(f"{prefix}gate_{task.name}")
             mixed = GatedMixture(name=f"{prefix}mixture_{task.name}")([expert_outputs, task_gate(x)])
         else:
             mixed = shared_mix
-        outputs[task.name] = task_output(task, mixed, tower_units, dropout=dropout, prefix=prefix)
+        mixtures[task.name] = mixed
+    outputs, fused = task_outputs(
+        tasks, mixtures, tower_units, dropout=dropout, prefix=prefix, fuse=fuse_towers
+    )
     # MMoE's shared representation is the experts' outputs (the gates are task-specific). OMoE's single
     # gate is shared too, so its representation is the mixture all towers read.
     representation = experts if mix_layer is None else mix_layer
-    return Graph(outputs=outputs, shared_layers=shared_layers, representation=representation)
+    return Graph(
+        outputs=outputs, shared_layers=shared_layers, representation=representation, columnwise=list(fused)
+    )
 
 
 def mmoe(
@@ -68,6 +74,7 @@ def mmoe(
     k: PositiveInt = 2,
     gamma: PositiveFloat = 1.0,
     entropy_weight: NonNegativeFloat = 0.1,
+    fuse_towers: bool = True,
     balancer: Any = None,
     name: str = "mmoe",
 ) -> MultiTaskModel:
@@ -83,6 +90,11 @@ def mmoe(
     :class:`~mtl_keras.layers.dselect_k.DSelectKGate`): ``k`` binary-encoded selectors relaxed by a
     smooth-step of width ``gamma``, with the entropy regulariser weighted by ``entropy_weight``; once
     trained, each task's gate uses at most ``k`` experts.
+
+    ``fuse_towers`` (default True) computes the towers of tasks with the same output width as one batched
+    :class:`~mtl_keras.layers.fused_towers.FusedTowers` layer named ``towers``, tower ``k`` on task ``k``'s
+    mixture (the same outputs and gradients as separate ``tower_<task>`` layers, fewer ops per step);
+    ``False`` keeps one ``Tower`` per task.
     """
     return build_model(
         graph,
@@ -99,6 +111,7 @@ def mmoe(
         k=k,
         gamma=gamma,
         entropy_weight=entropy_weight,
+        fuse_towers=fuse_towers,
     )
 
 
@@ -114,6 +127,7 @@ def omoe(
     k: PositiveInt = 2,
     gamma: PositiveFloat = 1.0,
     entropy_weight: NonNegativeFloat = 0.1,
+    fuse_towers: bool = True,
     balancer: Any = None,
     name: str = "omoe",
 ) -> MultiTaskModel:
@@ -130,6 +144,7 @@ def omoe(
         k=k,
         gamma=gamma,
         entropy_weight=entropy_weight,
+        fuse_towers=fuse_towers,
         balancer=balancer,
         name=name,
     )

@@ -15,7 +15,8 @@ What is shared, i.e. which variables more than one task's loss depends on (with 
   whose task experts are shared when that next level is itself inner.
 
 The task experts and gate of the last level, the task gate of the level before it, and the towers are
-task-specific. With one task nothing is shared.
+task-specific (also when fused into one ``towers`` layer: its column ``k`` uses slice ``k`` of its
+variables only). With one task nothing is shared.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import keras
 
-from mtl_keras.builders._common import Graph, build_model, flatten, task_output
+from mtl_keras.builders._common import Graph, build_model, flatten, task_outputs
 from mtl_keras.builders.gates import GateKind, check_gate, make_gate
 from mtl_keras.layers._checks import check_positive_int, check_positive_ints, check_rate
 from mtl_keras.layers.mixture_of_experts import ConcatExperts, Experts, GatedMixture
@@ -48,6 +49,7 @@ def graph(
     k: PositiveInt = 2,
     gamma: PositiveFloat = 1.0,
     entropy_weight: NonNegativeFloat = 0.1,
+    fuse_towers: bool = True,
 ) -> Graph:
     num_levels = check_positive_int(num_levels, "num_levels")
     num_shared_experts = check_positive_int(num_shared_experts, "num_shared_experts")
@@ -93,10 +95,9 @@ def graph(
             shared_layers.append(shared_gate)
         task_inputs = next_task_inputs
 
-    outputs = {
-        task.name: task_output(task, task_inputs[task.name], tower_units, dropout=dropout, prefix=prefix)
-        for task in tasks
-    }
+    outputs, fused = task_outputs(
+        tasks, task_inputs, tower_units, dropout=dropout, prefix=prefix, fuse=fuse_towers
+    )
     if len(tasks) < 2:
         return Graph(outputs=outputs)
     # In CGC every path from a shared variable (the shared experts are the only ones) to a loss goes through
@@ -104,7 +105,9 @@ def graph(
     # through every task's own path (task experts and gates of the last levels), so no single layer output
     # separates them from the losses: no representation, use level="param" balancers.
     representation = shared_experts if num_levels == 1 else None
-    return Graph(outputs=outputs, shared_layers=shared_layers, representation=representation)
+    return Graph(
+        outputs=outputs, shared_layers=shared_layers, representation=representation, columnwise=list(fused)
+    )
 
 
 def ple(
@@ -121,6 +124,7 @@ def ple(
     k: PositiveInt = 2,
     gamma: PositiveFloat = 1.0,
     entropy_weight: NonNegativeFloat = 0.1,
+    fuse_towers: bool = True,
     balancer: Any = None,
     name: str = "ple",
 ) -> MultiTaskModel:
@@ -144,6 +148,10 @@ def ple(
             (:class:`~mtl_keras.layers.dselect_k.DSelectKGate`) with ``k`` selectors, smooth-step width
             ``gamma`` and entropy regulariser weight ``entropy_weight``.
         k, gamma, entropy_weight: the DSelect-k options (ignored by softmax gates).
+        fuse_towers: compute the towers of tasks with the same output width as one batched
+            :class:`~mtl_keras.layers.fused_towers.FusedTowers` layer named ``towers``, tower ``k`` on task
+            ``k``'s last mixture (same outputs and gradients as separate ``tower_<task>`` layers, fewer
+            ops per step); ``False`` keeps one ``Tower`` per task.
         balancer: default balancer used by ``compile``.
         name: model name.
 
@@ -170,6 +178,7 @@ def ple(
         k=k,
         gamma=gamma,
         entropy_weight=entropy_weight,
+        fuse_towers=fuse_towers,
     )
 
 
@@ -186,6 +195,7 @@ def cgc(
     k: PositiveInt = 2,
     gamma: PositiveFloat = 1.0,
     entropy_weight: NonNegativeFloat = 0.1,
+    fuse_towers: bool = True,
     balancer: Any = None,
     name: str = "cgc",
 ) -> MultiTaskModel:
@@ -200,10 +210,12 @@ def cgc(
         tower_units: hidden sizes of each task's tower, before its output layer.
         dropout: dropout in the towers.
         gate, k, gamma, entropy_weight: the gate kind and DSelect-k options, as for :func:`ple`.
+        fuse_towers: one batched ``towers`` layer for the towers of one output width, as for :func:`ple`.
         balancer: default balancer used by ``compile``.
         name: model name.
 
-    Layers are named ``shared_experts``, ``experts_<task>``, ``gate_<task>``, ``tower_<task>``. The shared
+    Layers are named ``shared_experts``, ``experts_<task>``, ``gate_<task>``, and ``towers`` (or
+    ``tower_<task>`` without ``fuse_towers``, or for a task whose output width no other task has). The shared
     layer is ``shared_experts``; the shared representation (for ``level="rep"`` balancers) is its output,
     the stacked shared expert outputs (batch, num_shared_experts, expert_units[-1]).
     """
@@ -220,6 +232,7 @@ def cgc(
         k=k,
         gamma=gamma,
         entropy_weight=entropy_weight,
+        fuse_towers=fuse_towers,
         balancer=balancer,
         name=name,
     )

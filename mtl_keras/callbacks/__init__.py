@@ -5,7 +5,11 @@ from mtl_keras.callbacks.composite_early_stopping import CompositeEarlyStopping
 from mtl_keras.callbacks.gradient_conflict_monitor import GradientConflictMonitor
 from mtl_keras.callbacks.lookahead_affinity import LookaheadAffinity
 from mtl_keras.callbacks.loss_scale import LossScaleWarning, loss_scale_message
-from mtl_keras.callbacks.per_task_early_stopping import PerTaskEarlyStopping, task_head_variables
+from mtl_keras.callbacks.per_task_early_stopping import (
+    PerTaskEarlyStopping,
+    VariableSlice,
+    task_head_variables,
+)
 from mtl_keras.callbacks.unfreeze import UnfreezeBackbone
 
 __all__ = [
@@ -15,6 +19,7 @@ __all__ = [
     "LossScaleWarning",
     "PerTaskEarlyStopping",
     "UnfreezeBackbone",
+    "VariableSlice",
     "loss_scale_message",
     "task_head_variables",
 ]

@@ -12,6 +12,14 @@ or zero gradients on a batch cannot hide a connection) and works for every build
 column of a single-task baseline model. Non-trainable float variables (batch-norm statistics of a tower)
 are included. ``task_layers={task: [layer names]}`` overrides the detection.
 
+Fused towers (:class:`~mtl_keras.layers.fused_towers.FusedTowers`, the builders' default ``towers``
+layer) hold every task's tower in one variable per depth, slice ``k`` being task ``k``'s: a task's head
+then holds :class:`VariableSlice` entries, and saving or restoring it reads or writes its slice only. The
+owner of slice ``k`` is read from the graph (the outputs reached from column ``k``, walking back as
+:mod:`mtl_keras.builders.sharing` does), and since a fused layer back-propagates a zero, not a ``None``,
+gradient into the other columns' inputs, a model with fused towers also intersects each layer's outputs
+found by the gradient with those the graph walk finds (so MMoE's ``gate_<task>`` stays in its task's head).
+
 What happens to the other variables
 -----------------------------------
 Shared variables, non-shared variables that several outputs depend on (cross-stitch and soft-sharing
@@ -30,13 +38,16 @@ the end of training.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from mtl_keras.builders.sharing import reaching_outputs
 from mtl_keras.callbacks import _common
+from mtl_keras.layers.fused_towers import FusedTowers
 
 SHARED_WEIGHTS = ("final", "composite")
 
@@ -46,15 +57,57 @@ def _shared_ids(model: Any) -> set[int]:
     return {id(v) for name in model.shared_layer_names for v in model.get_layer(name).weights}
 
 
+@dataclasses.dataclass(frozen=True)
+class VariableSlice:
+    """Slice ``index`` (along the first axis) of ``variable``: one task's part of a fused layer's variable.
+
+    ``numpy()`` reads the slice and ``assign(value)`` writes it, leaving the other slices as they are.
+    """
+
+    variable: Any
+    index: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.variable.path}[{self.index}]"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.variable.shape[1:])
+
+    def numpy(self) -> np.ndarray:
+        return np.asarray(self.variable.numpy())[self.index]
+
+    def assign(self, value: Any) -> None:
+        full = np.array(self.variable.numpy(), copy=True)
+        full[self.index] = value
+        self.variable.assign(full)
+
+
+def _fused_layers(model: Any, shared_ids: set[int]) -> list[FusedTowers]:
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, FusedTowers) and not any(id(v) in shared_ids for v in layer.weights)
+    ]
+
+
 def task_head_variables(model: Any) -> tuple[dict[str, list[Any]], list[Any]]:
     """``({task: variables only that task's output depends on}, [every other model variable])``.
 
     Detected by tracing the model on symbolic inputs (see the module docstring). Shared variables are never
-    in a head.
+    in a head. A fused tower layer's variables come as :class:`VariableSlice` entries, slice ``k`` in the
+    head of the one task whose output reads column ``k`` (in the other variables when no single task does).
     """
     task_names = list(model.task_names)
     shared_ids = _shared_ids(model)
-    candidates = [v for v in model.weights if id(v) not in shared_ids and tf.as_dtype(v.dtype).is_floating]
+    fused = _fused_layers(model, shared_ids)
+    fused_ids = {id(v) for layer in fused for v in layer.weights}
+    candidates = [
+        v
+        for v in model.weights
+        if id(v) not in shared_ids and id(v) not in fused_ids and tf.as_dtype(v.dtype).is_floating
+    ]
     specs = tf.nest.map_structure(lambda t: tf.TensorSpec((None, *tuple(t.shape)[1:]), t.dtype), model.input)
     connected: dict[str, list[bool]] = {}
 
@@ -72,12 +125,34 @@ def task_head_variables(model: Any) -> tuple[dict[str, list[Any]], list[Any]]:
     tf.function(probe).get_concrete_function(specs)
     heads: dict[str, list[Any]] = {name: [] for name in task_names}
     owned: set[int] = set()
+    others: list[Any] = []
+    walked: dict[int, set[str]] = {}
+    if fused:
+        reached = reaching_outputs(dict(model._outputs_struct), columnwise=fused)
+        for layer, columns in reached.items():
+            reaching = set().union(*columns.values())
+            walked.update({id(v): reaching for v in layer.weights})
+        for layer in fused:
+            columns = reached.get(layer, {})
+            for k in range(layer.num_towers):
+                column_users = sorted(columns.get(k, set()))
+                for variable in layer.weights:
+                    part = VariableSlice(variable, k)
+                    if len(column_users) == 1:
+                        heads[column_users[0]].append(part)
+                    else:
+                        others.append(part)
+                    owned.add(id(variable))
     for index, variable in enumerate(candidates):
-        users = [name for name in task_names if connected[name][index]]
+        users = [
+            name
+            for name in task_names
+            if connected[name][index] and (id(variable) not in walked or name in walked[id(variable)])
+        ]
         if len(users) == 1:
             heads[users[0]].append(variable)
             owned.add(id(variable))
-    others = [v for v in model.weights if id(v) not in owned]
+    others = [v for v in model.weights if id(v) not in owned] + others
     return heads, others
 
 
@@ -138,7 +213,8 @@ class PerTaskEarlyStopping(_common.TaskEarlyStopping):
         verbose: 1 logs each task's stop.
 
     After ``fit``: ``best_epochs`` ``{task: 0-based epoch}``, ``best_values``, ``stopped_epochs``
-    ``{task: epoch or None}``, ``head_variables`` ``{task: [variables]}``, ``monitored`` ``{task: key}``.
+    ``{task: epoch or None}``, ``head_variables`` ``{task: [variables or VariableSlice]}``, ``monitored``
+    ``{task: key}``.
     """
 
     callback_name = "PerTaskEarlyStopping"

@@ -34,6 +34,20 @@ def _weighted_layers(model: Any) -> dict[str, Any]:
     return {layer.name: layer for layer in model.layers if layer.weights}
 
 
+def _fused_hint(model: Any, source: Any) -> str:
+    from mtl_keras.layers.fused_towers import FusedTowers
+
+    def fused(m: Any) -> bool:
+        return any(isinstance(layer, FusedTowers) for layer in m.layers)
+
+    if fused(model) == fused(source):
+        return ""
+    return (
+        " One model fuses its towers into one `towers` layer and the other has a tower per task: build this "
+        f"one with `fuse_towers={not fused(model)}` (architecture option `fuse_towers`) to match."
+    )
+
+
 def check_same_architecture(model: Any, source: Any, what: str = "the source run") -> None:
     """Raise ``ValueError`` naming the first task or layer in which ``model`` and ``source`` differ."""
     tasks = {t.name: t.kind for t in model.tasks}
@@ -49,7 +63,11 @@ def check_same_architecture(model: Any, source: Any, what: str = "the source run
     mine, others = _weighted_layers(model), _weighted_layers(source)
     for name, layer in mine.items():
         if name not in others:
-            raise ValueError(f"Layer {name!r} has no counterpart in {what} (a different architecture?).")
+            raise ValueError(
+                f"Layer {name!r} has no counterpart in {what} (a different architecture?"
+                + _fused_hint(model, source)
+                + ")."
+            )
         want = [tuple(w.shape) for w in layer.weights]
         got = [tuple(w.shape) for w in others[name].weights]
         if want != got:

@@ -20,7 +20,11 @@ Signatures of every version:
 
 * ``serving_default``: ``{task name: output}`` for every task (probabilities for classification heads);
 * ``predict_<task>``: ``{task name: output}`` for that task only, from a Functional sub-model over the same
-  layers, so its graph holds only the shared parts and the one head it needs;
+  layers, so its graph holds only the shared parts and the one head it needs. A sub-model is cut at layer
+  granularity: when the task's tower is a column of a fused ``towers`` layer
+  (:class:`~mtl_keras.layers.fused_towers.FusedTowers`, the builders' default for heads of one width),
+  the signature carries and computes that whole layer, i.e. the fused tasks' tower weights, and returns
+  only its task's column (``fuse_towers=False`` when a signature must hold its own tower only);
 * with a :class:`Fusion`, ``<fusion name>``: ``{fusion name: formula over the task outputs}`` (see
   :mod:`mtl_keras.export.fusion`), described in ``assets.extra/fusion.json``.
 

@@ -31,3 +31,20 @@ def test_unlabelled_task_gets_zero_loss_and_nothing_is_nan(balancer, level):
     # The unlabelled head receives no gradient at all.
     for before, variable in zip(tower_c, model.get_layer("tower_c").trainable_variables, strict=True):
         np.testing.assert_array_equal(before, variable.numpy())
+
+
+@pytest.mark.parametrize(
+    ("balancer", "level"), [("mean", "param"), ("pcgrad", "param"), ("mgda", "rep"), ("gradnorm", "param")]
+)
+def test_an_unlabelled_task_leaves_its_slice_of_the_fused_towers_unchanged(balancer, level):
+    x, y = toy_data(n=64, seed=3)
+    y["b"][:] = np.nan  # b's tower is column 1 of the fused `towers` layer (a and b have one output unit)
+    keras.utils.set_random_seed(0)
+    model = builders.hard_sharing(toy_tasks(), 12, trunk=(8,), tower_units=(4,))
+    model.compile(keras.optimizers.Adam(0.01), balancer=balancer, balancer_level=level)
+    fused = model.get_layer("towers").trainable_variables
+    before = [v.numpy().copy() for v in fused]
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    for old, variable in zip(before, fused, strict=True):
+        np.testing.assert_array_equal(old[1], variable.numpy()[1])  # b's slice: no gradient, no update
+        assert not np.allclose(old[0], variable.numpy()[0])  # a's slice trained

@@ -17,6 +17,8 @@ import pytest
 from helpers import toy_data, toy_tasks
 
 from mtl_keras.builders import hard_sharing
+from mtl_keras.layers.fused_towers import FusedTowers
+from mtl_keras.layers.towers import Tower
 
 #: Tolerance of the first-step comparison with a float32 model: float16 keeps 11 significant bits
 #: (relative rounding 4.9e-4 per operation); through the forward pass, the loss and the backward pass of
@@ -47,11 +49,13 @@ def _finite(model: Any) -> bool:
 def test_trains_under_mixed_float16(mixed_policy: None, key: str, balancer: str | None, level: str) -> None:
     x, y = toy_data(256)
     model = _model()
+    # a and b (one output unit) share the fused `towers` layer, c (three classes) has its own tower.
+    towers = [layer for layer in model.layers if isinstance(layer, (Tower, FusedTowers))]
+    assert sorted(layer.name for layer in towers) == ["tower_c", "towers"]
+    assert all(tower.compute_dtype == "float16" for tower in towers)
     for task in model.task_names:
-        tower = model.get_layer(f"tower_{task}")
         # Every head ends in a float32 output layer after its tower (builders' `float32_output`).
         assert model.get_layer(f"output_{task}").dtype_policy.name == "float32"
-        assert tower.compute_dtype == "float16"
     assert model.get_layer("shared_0").compute_dtype == "float16"
     assert all(v.dtype == "float32" for v in model.trainable_variables)
     predictions = model(x[:4])

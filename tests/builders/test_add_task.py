@@ -6,9 +6,12 @@ import pytest
 
 from mtl_keras import builders
 from mtl_keras.builders.add_task import add_task
+from mtl_keras.layers.fused_towers import FusedTowers
+from mtl_keras.layers.towers import Tower
 from mtl_keras.tasks import Task
 
 
+@pytest.mark.parametrize("fuse_towers", [True, False])
 @pytest.mark.parametrize(
     ("architecture", "options", "new_layers"),
     [
@@ -16,8 +19,11 @@ from mtl_keras.tasks import Task
         ("mmoe", {"num_experts": 2, "expert_units": (8,)}, {"gate_c", "mixture_c", "tower_c", "output_c"}),
     ],
 )
-def test_the_new_head_copies_the_template_branch_on_the_shared_layers(architecture, options, new_layers):
-    model = builders.get_builder(architecture)([Task("a", "binary"), Task("b", "regression")], 5, **options)
+def test_the_new_head_copies_the_template_branch_on_the_shared_layers(
+    architecture, options, new_layers, fuse_towers
+):
+    tasks = [Task("a", "binary"), Task("b", "regression")]
+    model = builders.get_builder(architecture)(tasks, 5, fuse_towers=fuse_towers, **options)
     extended = add_task(model, Task("c", "multiclass", num_classes=3))
     assert {layer.name for layer in extended.layers} - {layer.name for layer in model.layers} == new_layers
     assert extended.shared_layer_names == model.shared_layer_names
@@ -28,8 +34,18 @@ def test_the_new_head_copies_the_template_branch_on_the_shared_layers(architectu
     for task in before:
         np.testing.assert_array_equal(after[task], before[task])
     np.testing.assert_allclose(after["c"].sum(axis=-1), 1.0, rtol=1e-5)  # softmax of 3 classes
-    tower_a, tower_c = model.get_layer("tower_a"), extended.get_layer("tower_c")
-    assert tower_c is not tower_a and tower_c.get_weights()[0].shape == tower_a.get_weights()[0].shape
+    tower_c = extended.get_layer("tower_c")
+    assert isinstance(tower_c, Tower)
+    if fuse_towers:  # a's tower is column 0 of the fused layer, which the new task does not touch
+        fused = model.get_layer("towers")
+        assert isinstance(fused, FusedTowers) and extended.get_layer("towers") is fused
+        template_kernel = fused.tower_weights(0)[0]
+        assert not {id(v) for v in tower_c.weights} & {id(v) for v in fused.weights}
+    else:
+        tower_a = model.get_layer("tower_a")
+        assert tower_c is not tower_a
+        template_kernel = tower_a.get_weights()[0]
+    assert tower_c.get_weights()[0].shape == template_kernel.shape
 
 
 def test_add_task_errors_name_the_task():

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import check_builder, check_sharing, toy_data, toy_tasks
+from helpers import check_builder, check_sharing, shared_by_task_gradients, toy_data, toy_tasks
 
 from mtl_keras import Task
 from mtl_keras.builders.ple import cgc, ple
@@ -35,17 +35,14 @@ def _task_losses(model, x, y):
 
 
 def shared_by_gradients(model, x, y):
-    """Paths of the variables with a non-zero gradient from at least two tasks' losses."""
+    """Paths of the variables with a non-zero gradient from at least two tasks' losses (slice-wise for fused
+    towers, see :func:`helpers.shared_by_task_gradients`)."""
     variables = model.trainable_variables
     with tf.GradientTape(persistent=True) as tape:
         losses = _task_losses(model, x, y)
-    users = dict.fromkeys((v.path for v in variables), 0)
-    for loss in losses:
-        for v, g in zip(variables, tape.gradient(loss, [v.value for v in variables]), strict=True):
-            if g is not None and float(tf.reduce_max(tf.abs(g))) > 0:
-                users[v.path] += 1
+    task_grads = [tape.gradient(loss, [v.value for v in variables]) for loss in losses]
     del tape
-    return {path for path, n in users.items() if n >= 2}
+    return shared_by_task_gradients(model, variables, task_grads)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +71,7 @@ def test_shared_layers_by_level():
     ]
     names = set(ple(toy_tasks(), 12, num_levels=3).shared_layer_names)
     assert {"level_1_gate_a", "level_2_experts_a", "level_2_shared_gate", "level_3_shared_experts"} <= names
-    assert not names & {"level_2_gate_a", "level_3_experts_a", "level_3_gate_a", "tower_a"}
+    assert not names & {"level_2_gate_a", "level_3_experts_a", "level_3_gate_a", "towers", "tower_c"}
 
 
 def test_representation_is_the_shared_experts_in_cgc_only():

@@ -8,9 +8,10 @@ import helpers
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from mtl_keras import Task, builders
-from mtl_keras.callbacks import PerTaskEarlyStopping, task_head_variables
+from mtl_keras.callbacks import PerTaskEarlyStopping, VariableSlice, task_head_variables
 
 
 def _paths(variables: list[Any]) -> set[str]:
@@ -19,7 +20,9 @@ def _paths(variables: list[Any]) -> set[str]:
 
 def test_heads_follow_the_graph() -> None:
     tasks = helpers.toy_tasks()
-    model = builders.hard_sharing(tasks, 12, trunk=(16, 8), sharing_depth=1, tower_units=(4,))
+    model = builders.hard_sharing(
+        tasks, 12, trunk=(16, 8), sharing_depth=1, tower_units=(4,), fuse_towers=False
+    )
     heads, others = task_head_variables(model)
     for name in model.task_names:
         # Independent check by the builder's naming: the task's unshared trunk block and its tower.
@@ -34,6 +37,30 @@ def test_heads_follow_the_graph() -> None:
         assert _paths(heads[name]) == {v.path for v in single.weights if v.path.startswith(f"{name}__")}
 
 
+@pytest.mark.parametrize("architecture", ["hard_sharing", "mmoe"])
+def test_fused_tower_slices_belong_to_their_task(architecture: str) -> None:
+    tasks = helpers.toy_tasks()  # a and b (one output unit) are fused, c (3 classes) is a separate tower
+    model = builders.get_builder(architecture)(tasks, 12, tower_units=(4,))
+    fused = model.get_layer("towers")
+    heads, others = task_head_variables(model)
+    # Independent oracle: the slices of the fused variables where a task's output has a non-zero gradient.
+    x = np.random.default_rng(0).normal(size=(16, 12)).astype("float32")
+    with tf.GradientTape(persistent=True) as tape:
+        outputs = model(x, training=False)
+        totals = {name: tf.reduce_sum(outputs[name]) for name in ("a", "b")}
+    for name in ("a", "b"):
+        grads = tape.gradient(totals[name], [v.value for v in fused.weights])
+        (k,) = {int(i) for g in grads for i in np.flatnonzero(np.abs(g.numpy()).reshape(2, -1).sum(axis=1))}
+        slices = [v for v in heads[name] if isinstance(v, VariableSlice)]
+        assert {(id(v.variable), v.index) for v in slices} == {(id(w), k) for w in fused.weights}
+    assert not [v for v in heads["c"] if isinstance(v, VariableSlice)]
+    assert {v.path for v in heads["c"]} >= {v.path for v in model.get_layer("tower_c").weights}
+    if architecture == "mmoe":  # the fused layer's zero gradient into b's mixture does not claim a's gate
+        for name in model.task_names:
+            assert {v.path for v in model.get_layer(f"gate_{name}").weights} <= {v.path for v in heads[name]}
+    assert not {id(w) for w in fused.weights} & {id(v) for v in others}
+
+
 def _set_all(model: Any, value: float) -> None:
     for variable in model.weights:
         variable.assign(np.full(variable.shape, value, dtype="float32"))
@@ -44,9 +71,12 @@ def _assert_all(variables: list[Any], value: float) -> None:
         np.testing.assert_array_equal(variable.numpy(), value)
 
 
+@pytest.mark.parametrize("fuse_towers", [True, False])
 @pytest.mark.parametrize("shared_weights", ["final", "composite"])
-def test_best_epochs_and_restore_by_hand(shared_weights: str) -> None:
-    model = builders.hard_sharing([Task("a", "binary"), Task("b")], 4, trunk=(3,), tower_units=(2,))
+def test_best_epochs_and_restore_by_hand(shared_weights: str, fuse_towers: bool) -> None:
+    model = builders.hard_sharing(
+        [Task("a", "binary"), Task("b")], 4, trunk=(3,), tower_units=(2,), fuse_towers=fuse_towers
+    )
     model.compile("adam")
     callback = PerTaskEarlyStopping(patience=1, shared_weights=shared_weights)
     callback.set_model(model)
@@ -64,6 +94,10 @@ def test_best_epochs_and_restore_by_hand(shared_weights: str) -> None:
     assert callback.best_values == {"a": 0.8, "b": 0.7}
     _assert_all(callback.head_variables["a"], 1.0)
     _assert_all(callback.head_variables["b"], 3.0)
+    if fuse_towers:  # each task's slice of the one fused kernel holds its own best epoch
+        kernel = model.get_layer("towers").weights[0].numpy()
+        np.testing.assert_array_equal(kernel[0], 1.0)
+        np.testing.assert_array_equal(kernel[1], 3.0)
     # Composite score (mean of the relative loss decreases since epoch 0): 0, .15, .15, .175, .15 -> epoch 3.
     _assert_all(model.shared_variables, 4.0 if shared_weights == "final" else 3.0)
 
@@ -114,11 +148,22 @@ class _Recorder(keras.callbacks.Callback):
         self.epochs.append({v.path: np.array(v.numpy()) for v in self.model.weights})
 
 
-def test_heads_end_with_their_best_epoch_weights() -> None:
+def _recorded(epoch: dict[str, np.ndarray], path: str) -> np.ndarray:
+    """A recorded variable by path, or slice ``k`` of one for a ``path[k]`` (a fused tower's slice)."""
+    if path.endswith("]"):
+        base, index = path[:-1].rsplit("[", 1)
+        return epoch[base][int(index)]
+    return epoch[path]
+
+
+@pytest.mark.parametrize("fuse_towers", [True, False])
+def test_heads_end_with_their_best_epoch_weights(fuse_towers: bool) -> None:
     keras.utils.set_random_seed(0)
     x, y = _noise_data(64, 0)
     x_val, y_val = _noise_data(128, 1)
-    model = builders.hard_sharing([Task("good"), Task("noise", "binary")], 8, trunk=(32,), tower_units=(64,))
+    model = builders.hard_sharing(
+        [Task("good"), Task("noise", "binary")], 8, trunk=(32,), tower_units=(64,), fuse_towers=fuse_towers
+    )
     model.compile(keras.optimizers.Adam(0.01))
     stopper, recorder = PerTaskEarlyStopping(patience=2, min_delta=0.005), _Recorder()
     history = model.fit(
@@ -141,12 +186,22 @@ def test_heads_end_with_their_best_epoch_weights() -> None:
         losses = history.history[f"val_{task}_loss"][: stopped[task] + 1]
         assert best[task] == int(np.argmin(losses))
         # Its head holds the weights recorded at its best epoch, not the last epoch's.
-        snapshot = recorder.epochs[best[task]]
-        assert _paths(stopper.head_variables[task]) == {p for p in snapshot if p.startswith(f"tower_{task}/")}
+        snapshot = {
+            path: _recorded(recorder.epochs[best[task]], path)
+            for path in _paths(stopper.head_variables[task])
+        }
+        if fuse_towers:  # slice k of every fused variable, k = the task's column (good = 0, noise = 1)
+            k = ["good", "noise"].index(task)
+            expected = {f"{v.path}[{k}]" for v in model.get_layer("towers").weights}
+        else:
+            expected = {p for p in recorder.epochs[0] if p.startswith(f"tower_{task}/")}
+        assert _paths(stopper.head_variables[task]) == expected
         for variable in stopper.head_variables[task]:
             np.testing.assert_array_equal(variable.numpy(), snapshot[variable.path])
     assert any(
-        not np.array_equal(recorder.epochs[best["noise"]][v.path], recorder.epochs[-1][v.path])
+        not np.array_equal(
+            _recorded(recorder.epochs[best["noise"]], v.path), _recorded(recorder.epochs[-1], v.path)
+        )
         for v in stopper.head_variables["noise"]
     )
     # Shared weights keep their final values.

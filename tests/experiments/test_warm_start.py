@@ -59,3 +59,17 @@ def test_the_command_trains_from_the_run(source, tmp_path, capsys):
     )
     written = json.loads((tmp_path / "run" / "recipe.json").read_text())
     assert written["init_from"] == str(source.resolve())
+
+
+def test_fused_and_separate_towers_are_told_apart_with_the_option_to_match():
+    from mtl_keras import Task, builders
+    from mtl_keras.experiments.warm_start import check_same_architecture
+
+    tasks = [Task("a", "binary"), Task("b", "binary")]
+    fused = builders.hard_sharing(tasks, 4, trunk=(3,))
+    separate = builders.hard_sharing(tasks, 4, trunk=(3,), fuse_towers=False)
+    with pytest.raises(ValueError, match=r"'towers' has no counterpart.*`fuse_towers=False`"):
+        check_same_architecture(fused, separate)
+    with pytest.raises(ValueError, match=r"'tower_a' has no counterpart.*`fuse_towers=True`"):
+        check_same_architecture(separate, fused)
+    check_same_architecture(fused, builders.hard_sharing(tasks, 4, trunk=(3,)))

@@ -34,6 +34,7 @@ from keras.src.backend.common import global_state
 from mtl_keras.layers.calibration import IsotonicCalibration, TemperatureScaling
 from mtl_keras.layers.cross_stitch import CrossStitch
 from mtl_keras.layers.dselect_k import DSelectKGate
+from mtl_keras.layers.fused_towers import FusedTowers
 from mtl_keras.layers.imputation import ImputeMissing, MissingIndicator
 from mtl_keras.layers.information_transfer import AdaptiveInformationTransfer, BehaviouralExpectation
 from mtl_keras.layers.mixture_of_experts import ConcatExperts, Experts, Gate, GatedMixture
@@ -138,6 +139,26 @@ CASES = [
         seed_generators=2,
     ),
     Case("tower_output_only", Tower, {"output_units": 1, "output_activation": "sigmoid"}, (4, 6), (4, 1), 2),
+    # Three towers on one input, batched: a kernel and a bias per depth, 2 Dropout seed generators.
+    Case(
+        "fused_towers",
+        FusedTowers,
+        {"num_towers": 3, "units": [8, 4], "output_units": 2, "dropout": 0.1},
+        (4, 6),
+        [(4, 2)] * 3,
+        trainable=6,
+        non_trainable_variables=2,
+        seed_generators=2,
+    ),
+    # Two output-only towers, each on its own input.
+    Case(
+        "fused_towers_list_input",
+        FusedTowers,
+        {"num_towers": 2, "output_units": 1, "output_activation": "sigmoid"},
+        ((4, 6),) * 2,
+        [(4, 1)] * 2,
+        trainable=2,
+    ),
     # Two depths of 3 batched experts: a kernel and a bias per depth.
     Case("experts", Experts, {"num_experts": 3, "units": [8, 4]}, (4, 6), (4, 3, 4), trainable=4),
     Case("gate", Gate, {"num_experts": 3}, (4, 6), (4, 3), trainable=2),
