@@ -135,7 +135,7 @@ def check_sharing(model: MultiTaskModel, x: Any, y: dict[str, Any]) -> None:
             predictions, representation = model._representation_model()(x, training=False)
         else:
             predictions = model(x, training=False)
-        share, _, _ = model._task_losses_for(targets, predictions, weights)
+        share = tf.stack(model._task_losses_for(targets, predictions, weights).shares)
         terms = tf.unstack(share)
         total = tf.reduce_sum(share)
     task_grads = [tape.gradient(terms[i], [v.value for v in variables]) for i in range(len(model.tasks))]
