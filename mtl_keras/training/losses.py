@@ -137,18 +137,18 @@ class TaskLosses:
             if sums[i] is None:
                 loss_sum, count, clean, mask = self.masked_parts(i, y[i], y_pred[name], sample_weight[i])
                 sums[i], counts[i], extras[i] = loss_sum, count, (clean, mask)
-        sum_vector = _assemble(sums)
         count_vector = _assemble(counts)
         global_counts = all_reduce_sum(count_vector)
-        share_vector = tf.math.divide_no_nan(sum_vector, global_counts)
-        global_losses = all_reduce_sum(tf.stop_gradient(share_vector))
         if vectorized:
+            share_vector = tf.math.divide_no_nan(_assemble(sums), global_counts)
             shares = tf.unstack(share_vector)
         else:
             # Per task from its own sum: the share's graph reaches its own head only.
             shares = [
                 tf.math.divide_no_nan(s, c) for s, c in zip(sums, tf.unstack(global_counts), strict=True)
             ]
+            share_vector = tf.stack(shares)
+        global_losses = all_reduce_sum(tf.stop_gradient(share_vector))
         return TaskLossValues(shares, share_vector, global_losses, count_vector, _Extras(extras))
 
     def vectorizable_groups(self, y_pred: dict[str, tf.Tensor]) -> list[list[int]]:
