@@ -54,18 +54,27 @@ def diagonal_fisher(
     """The empirical Fisher diagonal of ``tasks`` for ``variables`` over up to ``max_examples`` examples of
     ``batches`` (``(x, {task: y})`` pairs), one array per variable."""
     sums = [np.zeros(tuple(v.shape), dtype=np.float64) for v in variables]
-    count = 0
-    for batch in batches:
-        x, y = batch[0], batch[1]
+
+    @tf.function(reduce_retracing=True)
+    def squared_gradients(x: Any, y: Any, take: tf.Tensor) -> list[tf.Tensor]:
+        # one traced graph for every batch (a pfor Jacobian retraced per batch is slow)
         with tf.GradientTape() as tape:
             outputs = model(x, training=False)
             per_example = tf.add_n([negative_log_likelihood(t, y[t.name], outputs[t.name]) for t in tasks])
         jacobians = tape.jacobian(per_example, [v.value for v in variables])
-        n = int(per_example.shape[0]) if per_example.shape[0] is not None else int(tf.shape(per_example)[0])
+        kept = tf.cast(tf.range(tf.shape(per_example)[0]) < take, tf.float32)
+        return [
+            tf.zeros(tuple(v.shape)) if j is None else tf.tensordot(kept, tf.square(j), axes=1)
+            for v, j in zip(variables, jacobians, strict=True)
+        ]
+
+    count = 0
+    for batch in batches:
+        x, y = batch[0], batch[1]
+        n = int(tf.nest.flatten(x)[0].shape[0])
         take = min(n, max_examples - count)
-        for k, jacobian in enumerate(jacobians):
-            values = np.zeros((n, *sums[k].shape)) if jacobian is None else jacobian.numpy()
-            sums[k] += np.square(values[:take].astype(np.float64)).sum(axis=0)
+        for k, value in enumerate(squared_gradients(x, y, tf.constant(take))):
+            sums[k] += value.numpy().astype(np.float64)
         count += take
         if count >= max_examples:
             break

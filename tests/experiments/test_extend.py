@@ -1,6 +1,6 @@
 """`mtl-keras extend` / `mtl_keras.experiments.extend`: a task added to a trained run on a csv file. Frozen:
 the old task's predictions are unchanged (max |Δ| ≤ 1e-6), the new run and an export with the new task's
-signature are written. Distill: the old task's predictions move less than with plain fine-tuning."""
+signature are written. Distill and EWC: the old task's predictions move less than with plain fine-tuning."""
 
 import json
 
@@ -62,14 +62,14 @@ def test_extend_frozen_keeps_old_predictions_and_exports_the_new_signature(sourc
     assert set(signatures) == {"serving_default", "predict_a", "predict_b"}
 
 
-def test_distillation_moves_old_predictions_less_than_plain_fine_tuning(source):
+def test_distillation_and_ewc_move_old_predictions_less_than_plain_fine_tuning(source):
     recipe, _ = load_run(source / "run")
     changes = {}
-    for keep in ("none", "distill"):
+    for keep in ("none", "distill", "ewc"):
         data, block = extension_data(recipe, "b:regression")
         settings = ExtendSettings(keep=keep, epochs=1, learning_rate=0.05, distill_weight=5.0, baseline=False)
         report = extend(
             source / "run", "b", data, settings=settings, output_dir=source / keep, data_block=block
         )
         changes[keep] = report["old_tasks"]["a"]["max_abs_prediction_change"]
-    assert changes["distill"] < changes["none"]
+    assert changes["distill"] < changes["none"] and changes["ewc"] < changes["none"]
