@@ -31,10 +31,10 @@ class TaskAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         self.mask_units = None if mask_units is None else check_positive_int(mask_units, "mask_units")
         policy = self.dtype_policy
-        self._hidden: keras.layers.Dense | None = None
-        self._hidden_norm = keras.layers.BatchNormalization(dtype=policy, name="hidden_norm")
-        self._mask: keras.layers.Dense | None = None
-        self._mask_norm = keras.layers.BatchNormalization(dtype=policy, name="mask_norm")
+        self.hidden_dense: keras.layers.Dense | None = None
+        self.hidden_norm = keras.layers.BatchNormalization(dtype=policy, name="hidden_norm")
+        self.mask_dense: keras.layers.Dense | None = None
+        self.mask_norm = keras.layers.BatchNormalization(dtype=policy, name="mask_norm")
 
     def build(self, input_shape: Any) -> None:
         shared, previous = _split_shapes(input_shape)
@@ -49,21 +49,21 @@ class TaskAttention(keras.layers.Layer):
         in_channels = channels + (previous[-1] if previous is not None else 0)
         hidden = self.mask_units or channels
         policy = self.dtype_policy
-        self._hidden = keras.layers.Dense(hidden, use_bias=False, dtype=policy, name="hidden")
-        self._mask = keras.layers.Dense(channels, use_bias=False, dtype=policy, name="mask")
+        self.hidden_dense = keras.layers.Dense(hidden, use_bias=False, dtype=policy, name="hidden")
+        self.mask_dense = keras.layers.Dense(channels, use_bias=False, dtype=policy, name="mask")
         inner = (*shared[:-1], in_channels)
-        self._hidden.build(inner)
-        self._hidden_norm.build((*shared[:-1], hidden))
-        self._mask.build((*shared[:-1], hidden))
-        self._mask_norm.build(tuple(shared))
+        self.hidden_dense.build(inner)
+        self.hidden_norm.build((*shared[:-1], hidden))
+        self.mask_dense.build((*shared[:-1], hidden))
+        self.mask_norm.build(tuple(shared))
 
     def attention_mask(self, inputs: Any, training: bool | None = None) -> Any:
         """The mask ``a`` (the shape of the shared features)."""
-        assert self._hidden is not None and self._mask is not None
+        assert self.hidden_dense is not None and self.mask_dense is not None
         shared, previous = _split_inputs(inputs)
         x = shared if previous is None else ops.concatenate([shared, previous], axis=-1)
-        x = ops.relu(self._hidden_norm(self._hidden(x), training=training))
-        return ops.sigmoid(self._mask_norm(self._mask(x), training=training))
+        x = ops.relu(self.hidden_norm(self.hidden_dense(x), training=training))
+        return ops.sigmoid(self.mask_norm(self.mask_dense(x), training=training))
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         shared, _ = _split_inputs(inputs)
