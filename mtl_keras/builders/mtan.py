@@ -59,7 +59,7 @@ def _feature_layers(
             f"(batch, units), a map never following a vector. Received stage {index} of shape {shape} "
             f"followed by shape {target}."
         )
-    norm = keras.layers.BatchNormalization(name=f"{name}_norm")
+    norm = keras.layers.BatchNormalization(synchronized=True, name=f"{name}_norm")
     layers += [transform, norm, keras.layers.Activation("relu", name=f"{name}_relu")]
     if len(target) == 4:
         sizes = shape[1:3]

@@ -32,9 +32,11 @@ class TaskAttention(keras.layers.Layer):
         self.mask_units = None if mask_units is None else check_positive_int(mask_units, "mask_units")
         policy = self.dtype_policy
         self.hidden_dense: keras.layers.Dense | None = None
-        self.hidden_norm = keras.layers.BatchNormalization(dtype=policy, name="hidden_norm")
+        self.hidden_norm = keras.layers.BatchNormalization(
+            synchronized=True, dtype=policy, name="hidden_norm"
+        )
         self.mask_dense: keras.layers.Dense | None = None
-        self.mask_norm = keras.layers.BatchNormalization(dtype=policy, name="mask_norm")
+        self.mask_norm = keras.layers.BatchNormalization(synchronized=True, dtype=policy, name="mask_norm")
 
     def build(self, input_shape: Any) -> None:
         shared, previous = _split_shapes(input_shape)

@@ -42,8 +42,8 @@ from mtl_keras.layers.orthogonality import OrthogonalityPenalty
 from mtl_keras.layers.periodic import PeriodicEmbedding
 from mtl_keras.layers.piecewise_linear import PiecewiseLinearEncoding
 from mtl_keras.layers.sluice import LayerStitch
-from mtl_keras.layers.task_attention import TaskAttention
 from mtl_keras.layers.soft_sharing import SoftSharedDense
+from mtl_keras.layers.task_attention import TaskAttention
 from mtl_keras.layers.tokens import MaskedMean, SplitTokens
 from mtl_keras.layers.towers import Tower
 from mtl_keras.model import BalancerState

@@ -1,6 +1,5 @@
 """TaskAttention (MTAN's attention module) against a NumPy computation with the layer's weights."""
 
-import keras
 import numpy as np
 import pytest
 from helpers import check_layer
