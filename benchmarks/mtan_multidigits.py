@@ -10,7 +10,7 @@ stopping; test accuracy of each digit after the last epoch; Δm % (positive = be
 seed against that seed's single-task model, then mean ± std over seeds. ``ms/step`` is the median wall time
 of one training batch after the first epoch on a shared, loaded 2-core CPU: compare ratios within one run.
 
-    nice -n 5 python benchmarks/mtan_multidigits.py --out benchmarks/results/mtan_multidigits
+    nice -n 5 python benchmarks/mtan_multidigits.py --epochs 15 --out benchmarks/results/mtan_multidigits
     python benchmarks/mtan_multidigits.py --quick --out /tmp/mtan_quick
 """
 
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mtan_multidigits"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed0", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--n-train", type=int, default=10_000)

@@ -2,9 +2,9 @@
 
 The trunk is either built here from ``blocks`` (like hard sharing's trunk) or a backbone model whose named
 layers (``stages``) give the stage features. Each task has one
-:class:`~mtl_keras.layers.task_attention.TaskAttention` module per stage; between stages a shared feature
-block (3×3 convolution or Dense, BatchNormalization, ReLU, then max pooling to the next stage's resolution)
-carries each task's attended features on to the next stage's module.
+:class:`~mtl_keras.layers.task_attention.TaskAttention` module per stage; between stages a feature block
+(a shared 3×3 convolution or Dense layer, the task's own BatchNormalization, ReLU, then max pooling to the
+next stage's resolution) carries each task's attended features on to the next stage's module.
 """
 
 from __future__ import annotations
@@ -37,16 +37,18 @@ DEFAULT_BLOCKS: tuple[Block, ...] = (64, 32)
 
 def _feature_layers(
     source: Any, target: tuple[Any, ...], *, prefix: str, index: int
-) -> tuple[list[keras.layers.Layer], list[keras.layers.Layer]]:
-    """The shared feature block after stage ``index``: (its layers in order, those with variables).
+) -> tuple[list[keras.layers.Layer | None], keras.layers.Layer]:
+    """The feature block after stage ``index``: (its layers in order, ``None`` where each task's own
+    BatchNormalization goes; the shared layer with variables).
 
     It maps a task's attended features (the shape of ``source``) to the shape ``target`` of the next stage's
-    shared features: a 3×3 convolution (feature maps) or a Dense layer (vectors; a map is flattened first) to
-    the target's channels, BatchNormalization and ReLU, then max pooling by the ratio of the resolutions."""
+    shared features: a shared 3×3 convolution (feature maps) or Dense layer (vectors; a map is flattened
+    first) to the target's channels, the task's BatchNormalization and ReLU, then max pooling by the ratio of
+    the resolutions."""
     shape = tuple(source.shape)
     name = f"{prefix}mtan_feature_{index}"
     if len(target) == 2:
-        layers: list[keras.layers.Layer] = []
+        layers: list[keras.layers.Layer | None] = []
         if len(shape) > 2:
             layers.append(keras.layers.Flatten(name=f"{name}_flatten"))
         transform: keras.layers.Layer = keras.layers.Dense(target[-1], use_bias=False, name=name)
@@ -59,8 +61,7 @@ def _feature_layers(
             f"(batch, units), a map never following a vector. Received stage {index} of shape {shape} "
             f"followed by shape {target}."
         )
-    norm = keras.layers.BatchNormalization(synchronized=True, name=f"{name}_norm")
-    layers += [transform, norm, keras.layers.Activation("relu", name=f"{name}_relu")]
+    layers += [transform, None, keras.layers.Activation("relu", name=f"{name}_relu")]
     if len(target) == 4:
         sizes = shape[1:3]
         ratio = [s // t if s and t and s % t == 0 else None for s, t in zip(sizes, target[1:3], strict=True)]
@@ -71,7 +72,7 @@ def _feature_layers(
             )
         if ratio != [1, 1]:
             layers.append(keras.layers.MaxPooling2D(tuple(ratio), name=f"{name}_pool"))
-    return layers, [transform, norm]
+    return layers, transform
 
 
 def _stages_from_backbone(features: Any, stages: Sequence[str]) -> list[Any]:
@@ -127,9 +128,9 @@ def graph(
     feature_blocks = []
     for j in range(num):
         target = tuple(outputs_by_stage[min(j + 1, num - 1)].shape)
-        layers, with_variables = _feature_layers(outputs_by_stage[j], target, prefix=prefix, index=j)
+        layers, transform = _feature_layers(outputs_by_stage[j], target, prefix=prefix, index=j)
         feature_blocks.append(layers)
-        shared.extend(with_variables)
+        shared.append(transform)
     outputs = {}
     for task in tasks:
         previous = None
@@ -137,6 +138,12 @@ def graph(
             attention = TaskAttention(mask_units, name=f"{prefix}{task.name}_attention_{j}")
             h = attention(stage if previous is None else [stage, previous])
             for layer in feature_blocks[j]:
+                if layer is None:
+                    # Per task: the tasks' attended features differ in distribution, and one shared
+                    # normalisation's moving statistics (a mix of them) would fit none at inference.
+                    layer = keras.layers.BatchNormalization(
+                        synchronized=True, name=f"{prefix}{task.name}_mtan_feature_{j}_norm"
+                    )
                 h = layer(h)
             previous = h
         h = flatten(previous, f"{prefix}{task.name}_tower_flatten")
@@ -162,8 +169,9 @@ def mtan(
 
     At stage ``j`` task ``t``'s :class:`~mtl_keras.layers.task_attention.TaskAttention` module reads the
     shared features ``s_j`` and (after the first stage) the task's features from stage ``j - 1``, and returns
-    ``a_j ⊙ s_j``; a shared feature block ``f_j`` (3×3 Conv2D or Dense to the next stage's channels,
-    BatchNormalization, ReLU, max pooling to the next stage's resolution) takes that to stage ``j + 1``. The
+    ``a_j ⊙ s_j``; a feature block ``f_j`` (a shared 3×3 Conv2D or Dense layer to the next stage's channels,
+    the task's own BatchNormalization, ReLU, max pooling to the next stage's resolution) takes that to stage
+    ``j + 1``. The
     last stage's ``f`` keeps its shape, and the task's tower reads its output, flattened. See
     docs/methods.md, "MTAN".
 
@@ -185,9 +193,9 @@ def mtan(
         balancer: default balancer used by ``compile``.
         name: model name.
 
-    Shared layers: the trunk blocks (or the backbone) and the feature blocks ``f_j`` (each applied to every
-    task's features, so every task's loss reaches them); the attention modules and towers are
-    task-specific. There is no shared representation (only ``balancer_level="param"``): each tower reads its
+    Shared layers: the trunk blocks (or the backbone) and the convolution or Dense layer of every ``f_j``
+    (applied to every task's features, so every task's loss reaches it); the attention modules, the feature
+    blocks' normalisations and the towers are task-specific. There is no shared representation (only ``balancer_level="param"``): each tower reads its
     own task's tensor.
     """
     if stages is not None and not isinstance(inputs, Backbone):

@@ -34,10 +34,10 @@ def test_dense_trunk_fits_round_trips_and_shares_the_declared_variables(tmp_path
         "shared_0",
         "shared_1",
         "mtan_feature_0",
-        "mtan_feature_0_norm",
         "mtan_feature_1",
-        "mtan_feature_1_norm",
     ]
+    # Each task normalises its own features in the feature blocks.
+    assert {"a_mtan_feature_0_norm", "b_mtan_feature_1_norm"} <= {layer.name for layer in model.layers}
     assert sorted(layer.name for layer in _attention(model)) == [
         f"{t}_attention_{j}" for t in "ab" for j in (0, 1)
     ]
@@ -86,24 +86,26 @@ def test_conv_trunk_declares_exactly_the_variables_two_tasks_reach():
 
 
 def test_masks_forced_to_one_give_every_task_the_shared_path():
-    """With every mask 1, each task's tower reads f_1(s_1): the shared trunk's last stage through the shared
-    feature block, computed here in NumPy from the trunk's output and the block's weights."""
+    """With every mask 1, task t's tower reads relu(BN_t(s_1 W)): the shared trunk's last stage through the
+    shared Dense layer of the last feature block and the task's normalisation, computed here in NumPy from
+    the trunk's output and the blocks' weights."""
     keras.utils.set_random_seed(1)
     x, _ = toy_data(n=16)
     model = mtan(toy_tasks(), 12, blocks=(10, 6), tower_units=(4,))
     for layer in _attention(model):
         gamma, beta, mean, var = layer.mask_norm.get_weights()
         layer.mask_norm.set_weights([np.zeros_like(gamma), np.full_like(beta, 100.0), mean, var])
-    dense = model.get_layer("mtan_feature_1")
-    norm = model.get_layer("mtan_feature_1_norm")
-    # Give the normalisation non-trivial statistics so the check covers them.
-    rng = np.random.default_rng(0)
-    norm.set_weights([rng.uniform(0.5, 2, 6), rng.normal(size=6), rng.normal(size=6), rng.uniform(0.5, 2, 6)])
     s1 = np.asarray(keras.Model(model.input, model.get_layer("shared_1").output)(x), np.float64)
-    gamma, beta, mean, var = (np.asarray(w, np.float64) for w in norm.get_weights())
-    z = s1 @ np.asarray(dense.kernel, np.float64)
-    expected = np.maximum(gamma * (z - mean) / np.sqrt(var + norm.epsilon) + beta, 0)
+    z = s1 @ np.asarray(model.get_layer("mtan_feature_1").kernel, np.float64)
+    rng = np.random.default_rng(0)
     for task in "abc":
+        norm = model.get_layer(f"{task}_mtan_feature_1_norm")
+        # Non-trivial statistics, different per task, so the check covers them.
+        norm.set_weights(
+            [rng.uniform(0.5, 2, 6), rng.normal(size=6), rng.normal(size=6), rng.uniform(0.5, 2, 6)]
+        )
+        gamma, beta, mean, var = (np.asarray(w, np.float64) for w in norm.get_weights())
+        expected = np.maximum(gamma * (z - mean) / np.sqrt(var + norm.epsilon) + beta, 0)
         tower_input = keras.Model(model.input, model.get_layer(f"tower_{task}").input)(x)
         np.testing.assert_allclose(np.asarray(tower_input), expected, rtol=1e-5, atol=1e-5)
 
