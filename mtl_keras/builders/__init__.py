@@ -9,6 +9,7 @@ from mtl_keras.builders.esmm import esmm, esmm_labels
 from mtl_keras.builders.hard_sharing import hard_sharing
 from mtl_keras.builders.inputs import RawFeatures
 from mtl_keras.builders.mmoe import mmoe, omoe
+from mtl_keras.builders.mtan import mtan
 from mtl_keras.builders.ple import cgc, ple
 from mtl_keras.builders.shared_private import shared_private
 from mtl_keras.builders.single_task import single_task
@@ -30,6 +31,7 @@ __all__ = [
     "hard_sharing",
     "keras_application",
     "mmoe",
+    "mtan",
     "names",
     "omoe",
     "ple",

@@ -23,6 +23,8 @@ from mtl_keras.builders.hard_sharing import graph as hard_sharing_graph
 from mtl_keras.builders.hard_sharing import hard_sharing
 from mtl_keras.builders.mmoe import graph as mmoe_graph
 from mtl_keras.builders.mmoe import mmoe, omoe
+from mtl_keras.builders.mtan import graph as mtan_graph
+from mtl_keras.builders.mtan import mtan
 from mtl_keras.builders.ple import cgc, ple
 from mtl_keras.builders.ple import graph as ple_graph
 from mtl_keras.builders.shared_private import graph as shared_private_graph
@@ -53,6 +55,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "shared_private": Architecture(shared_private, shared_private_graph),
     "cross_stitch": Architecture(cross_stitch, cross_stitch_graph),
     "sluice": Architecture(sluice, sluice_graph),
+    "mtan": Architecture(mtan, mtan_graph),
 }
 
 

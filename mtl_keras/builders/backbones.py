@@ -26,6 +26,7 @@ An input already passed through a backbone by hand (``f = backbone(keras.Input(.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -171,4 +172,43 @@ def keras_application(
     return Backbone(wrapped, source, trainable=trainable)
 
 
-__all__ = ["POOLINGS", "Backbone", "backbone_layers", "copy_model", "keras_application"]
+def stage_model(model: Any, stages: Sequence[str], *, name: str) -> Any:
+    """A model with ``model``'s inputs and layers whose outputs are the outputs of its layers ``stages``.
+
+    The layers (and so the variables) are ``model``'s own. A stage may also be a layer of a Functional model
+    nested in ``model`` (a ``keras.applications`` model wrapped to resize its images, as
+    :func:`keras_application` does with ``data_shape``): every stage must then lie in the same nested model.
+    MTAN (:func:`~mtl_keras.builders.mtan.mtan`) attaches its attention modules to these outputs.
+    """
+    names = [] if isinstance(stages, str) else list(stages)
+    if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise ValueError(
+            f"Expected `stages` to be distinct layer names of the backbone. Received: stages={stages!r}"
+        )
+    if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
+        raise ValueError(f"Cannot read stages of backbone {model.name!r}: expected a Functional keras.Model.")
+    own = {layer.name: layer for layer in model.layers}
+    if all(n in own for n in names):
+        return keras.Model(model.inputs, [own[n].output for n in names], name=name)
+    for layer in model.layers:
+        inner = {sub.name for sub in getattr(layer, "layers", ())}
+        if isinstance(layer, keras.Model) and all(n in inner for n in names):
+            calls = [
+                node for nodes in model._nodes_by_depth.values() for node in nodes if node.operation is layer
+            ]
+            if len(calls) != 1:
+                break
+            stages_of_inner = stage_model(layer, names, name=f"{layer.name}_stages")
+            (tensor,) = calls[0].input_tensors
+            return keras.Model(model.inputs, stages_of_inner(tensor), name=name)
+    every = [*own, *(sub.name for layer in model.layers for sub in getattr(layer, "layers", ()))]
+    missing = [n for n in names if n not in every]
+    close = {n: difflib.get_close_matches(n, every, n=1) for n in missing}
+    hints = "".join(f" Did you mean {c[0]!r} for {n!r}?" for n, c in close.items() if c)
+    raise ValueError(
+        f"Expected `stages` to name layers of backbone {model.name!r}, all in the model itself or all in one "
+        f"nested model. Received: stages={names!r}; not found: {missing or 'split across models'}.{hints}"
+    )
+
+
+__all__ = ["POOLINGS", "Backbone", "backbone_layers", "copy_model", "keras_application", "stage_model"]

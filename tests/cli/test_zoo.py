@@ -41,6 +41,7 @@ def test_the_zoo_has_the_recipes_the_issue_asks_for():
         "gradnorm_toy",
         "sincos_dynamic_weights",
         "multidigits_cross_stitch",
+        "multidigits_mtan",
         "multidigits_pcgrad",
         "multidigits_mobilenet",
         "census_kdd_mmoe",

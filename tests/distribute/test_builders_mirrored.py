@@ -39,6 +39,7 @@ SMALL = {
     "shared_private": {"shared_units": (8,), "private_units": (4,), "tower_units": (4,)},
     "cross_stitch": {"blocks": (8, 8), "tower_units": (4,)},
     "sluice": {"blocks": (8, 8), "num_subspaces": 2, "tower_units": (4,)},
+    "mtan": {"blocks": (8, 8), "mask_units": 4, "tower_units": (4,)},
     "single_task": {"architecture": "hard_sharing", "trunk": (8,), "tower_units": (4,)},
 }
 

@@ -43,6 +43,7 @@ from mtl_keras.layers.periodic import PeriodicEmbedding
 from mtl_keras.layers.piecewise_linear import PiecewiseLinearEncoding
 from mtl_keras.layers.sluice import LayerStitch
 from mtl_keras.layers.soft_sharing import SoftSharedDense
+from mtl_keras.layers.task_attention import TaskAttention
 from mtl_keras.layers.tokens import MaskedMean, SplitTokens
 from mtl_keras.layers.towers import Tower
 from mtl_keras.model import BalancerState
@@ -96,6 +97,7 @@ class Case:
     expected_output_shape: Any = None
     trainable: int = 0
     non_trainable_variables: int = 0
+    non_trainable_weights: int = 0
     seed_generators: int = 0
     losses: int = 0
     built_after_instantiation: bool = False
@@ -104,7 +106,7 @@ class Case:
         kwargs: dict[str, Any] = {
             "init_kwargs": self.init_kwargs,
             "expected_num_trainable_weights": self.trainable,
-            "expected_num_non_trainable_weights": 0,
+            "expected_num_non_trainable_weights": self.non_trainable_weights,
             "expected_num_non_trainable_variables": self.non_trainable_variables,
             "expected_num_seed_generators": self.seed_generators,
         }
@@ -232,6 +234,18 @@ CASES = [
         ((4, 3, 3, 6),) * 2,
         [(4, 3, 3, 6)] * 2,
         trainable=1,
+    ),
+    # MTAN's attention module on a feature map and the previous stage's features: two bias-free kernels and
+    # two BatchNormalizations (γ, β trainable; moving mean and variance not).
+    Case(
+        "task_attention",
+        TaskAttention,
+        {"mask_units": 3},
+        ((4, 3, 3, 5), (4, 3, 3, 2)),
+        (4, 3, 3, 5),
+        trainable=6,
+        non_trainable_variables=4,
+        non_trainable_weights=4,
     ),
     Case("layer_stitch", LayerStitch, {"num_layers": 3}, ((4, 5),) * 3, (4, 5), trainable=1),
     # One kernel and one bias per column; the L2 penalty is one loss per call.
