@@ -235,6 +235,47 @@ class BackboneSpec(Section):
     pooling: Literal["avg", "max"] | None = "avg"
 
 
+class KerasHubSpec(Section):
+    """A keras-hub text encoder and its string preprocessor as the shared start of the architecture
+    (:func:`~mtl_keras.builders.keras_hub_backbone.keras_hub_backbone`): the data's one ``text`` column goes
+    in as raw strings."""
+
+    keras_hub: str | dict[str, Any] = Field(
+        description="a preset name (downloaded), or {class: <keras_hub.models backbone>, config: {...}}"
+    )
+    preprocessor: dict[str, Any] | None = Field(
+        default=None,
+        description="{class: <keras_hub.models preprocessor>, tokenizer: {class, vocabulary, ...}, "
+        "sequence_length, ...}; default: the preset's",
+    )
+    output: str | None = Field(
+        default=None, description="the backbone output used (default: pooled_output, else sequence_output)"
+    )
+    pooling: Literal["mean", "first"] = Field(
+        default="mean", description="how a (batch, length, hidden) output becomes one vector"
+    )
+    sequence_length: PositiveInt | None = Field(
+        default=None, description="the preprocessor's sequence length (default: the preset's)"
+    )
+    load_weights: bool = Field(default=True, description="a preset's pretrained weights (false: random)")
+
+    @field_validator("keras_hub")
+    @classmethod
+    def _form(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value:
+            raise RecipeError("", "expected a preset name or {class: ..., config: {...}}, got ''")
+        return value
+
+
+def backbone_spec(value: Any) -> Any:
+    """The section class of a ``backbone`` mapping: keras_hub or keras_applications (as given otherwise)."""
+    if isinstance(value, dict) and "keras_hub" in value:
+        if "keras_applications" in value:
+            raise RecipeError("", "expected one of `keras_applications` and `keras_hub`, got both")
+        return KerasHubSpec.model_validate(value)
+    return value
+
+
 class FreezeSpec(Section):
     """Freezing the backbone, and when and how fast it is fine-tuned."""
 
@@ -289,6 +330,7 @@ __all__ = [
     "ExportSpec",
     "FreezeSpec",
     "FusionSpec",
+    "KerasHubSpec",
     "MlflowSpec",
     "OptimizerSpec",
     "ScheduleSpec",
