@@ -209,22 +209,42 @@ def normalize_spec(
     return backbone_spec, preprocessor_spec
 
 
+def _from_preset(cls: Any, preset: str, **options: Any) -> Any:
+    """``cls.from_preset(preset, **options)``; an unknown or unreachable preset is a ValueError naming it."""
+    try:
+        return cls.from_preset(preset, **options)
+    except (ValueError, OSError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"Cannot load keras_hub preset {preset!r} with {cls.__name__}.from_preset (expected a built-in "
+            f"preset name such as 'bert_tiny_en_uncased', a 'kaggle://' or 'hf://' handle, or a local preset "
+            f"directory; a download needs network access on first use): {first}"
+        ) from None
+
+
 def build_parts(backbone_spec: Mapping[str, Any], preprocessor_spec: Mapping[str, Any]) -> tuple[Any, Any]:
     """The keras-hub ``(preprocessor, backbone)`` of two specs from :func:`normalize_spec`."""
     hub = import_keras_hub()
     if "preset" in preprocessor_spec:
         options = {k: v for k, v in preprocessor_spec.items() if k != "preset"}
-        preprocessor = hub.models.TextClassifierPreprocessor.from_preset(
-            preprocessor_spec["preset"], **options
+        preprocessor = _from_preset(
+            hub.models.TextClassifierPreprocessor, preprocessor_spec["preset"], **options
         )
     else:
         tokenizer_spec = dict(preprocessor_spec["tokenizer"])
-        tokenizer = getattr(hub.tokenizers, tokenizer_spec.pop("class"))(**tokenizer_spec)
-        options = {k: v for k, v in preprocessor_spec.items() if k not in ("class", "tokenizer")}
-        preprocessor = getattr(hub.models, preprocessor_spec["class"])(tokenizer, **options)
+        tokenizer_class = getattr(hub.tokenizers, tokenizer_spec.pop("class"))
+        try:
+            tokenizer = tokenizer_class(**tokenizer_spec)
+            options = {k: v for k, v in preprocessor_spec.items() if k not in ("class", "tokenizer")}
+            preprocessor = getattr(hub.models, preprocessor_spec["class"])(tokenizer, **options)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"Cannot build the keras_hub preprocessor {preprocessor_spec['class']} with tokenizer "
+                f"{tokenizer_class.__name__}: {error}"
+            ) from None
     if "preset" in backbone_spec:
-        backbone = hub.models.Backbone.from_preset(
-            backbone_spec["preset"], load_weights=backbone_spec.get("load_weights", True)
+        backbone = _from_preset(
+            hub.models.Backbone, backbone_spec["preset"], load_weights=backbone_spec.get("load_weights", True)
         )
     else:
         backbone_class = getattr(hub.models, backbone_spec["class"])

@@ -25,7 +25,8 @@ class TextEncoder(keras.layers.Layer):
     Args:
         backbone_spec, preprocessor_spec: from :func:`~mtl_keras.builders.keras_hub_backbone.normalize_spec`.
         output: the key of the backbone's output dict (None: ``pooled_output`` if there is one, else
-            ``sequence_output``); must be None when the backbone returns one tensor.
+            ``sequence_output``); must be None when the backbone returns one tensor. Only the backbone's
+            layers that reach this output are kept (``self.backbone``), so every variable is trained.
         pooling: ``"mean"`` (over the preprocessor's ``padding_mask``) or ``"first"``, for a
             ``(batch, length, hidden)`` output.
     """
@@ -48,31 +49,38 @@ class TextEncoder(keras.layers.Layer):
         self.backbone_spec = dict(backbone_spec)
         self.preprocessor_spec = dict(preprocessor_spec)
         self.pooling = pooling
-        self.preprocessor, self.backbone = build_parts(self.backbone_spec, self.preprocessor_spec)
+        self.preprocessor, backbone = build_parts(self.backbone_spec, self.preprocessor_spec)
         self.preprocessor.trainable = False
-        outputs = self.backbone.output
+        outputs = backbone.output
         if isinstance(outputs, dict):
             keys = sorted(outputs)
             if output is None:
                 output = "pooled_output" if "pooled_output" in outputs else "sequence_output"
             if output not in outputs:
                 raise ValueError(
-                    f"Backbone {type(self.backbone).__name__} has no output {output!r}; expected `output` to be "
+                    f"Backbone {type(backbone).__name__} has no output {output!r}; expected `output` to be "
                     f"one of {keys}."
                 )
             rank = len(outputs[output].shape)
+            # Only the layers that reach the chosen output: the pooler of a BERT whose sequence output
+            # is used would be variables no task's loss depends on (counted shared, never updated).
+            trimmed = keras.Model(backbone.input, outputs[output], name=f"{backbone.name}_{output}")
         else:
             if output is not None:
                 raise ValueError(
-                    f"Backbone {type(self.backbone).__name__} returns one tensor, not a dict; expected "
+                    f"Backbone {type(backbone).__name__} returns one tensor, not a dict; expected "
                     f"`output` to be None. Received: output={output!r}"
                 )
             rank = len(outputs.shape)
+            trimmed = backbone
         if rank not in (2, 3):
             raise ValueError(
                 f"Expected the backbone output {output or 'tensor'!r} to be (batch, hidden) or (batch, length, "
                 f"hidden). Received rank {rank}."
             )
+        #: the keras-hub backbone's class name, and the model from its inputs to the chosen output
+        self.backbone_class = type(backbone).__name__
+        self.backbone = trimmed
         self.output_key = output
         self.sequence = rank == 3
         self.built = True
@@ -85,8 +93,8 @@ class TextEncoder(keras.layers.Layer):
         if text.shape.rank == 2:
             text = tf.squeeze(text, axis=-1)
         features = self.preprocessor(text)
-        outputs = self.backbone(features)
-        value = outputs[self.output_key] if self.output_key is not None else outputs
+        wanted = self.backbone.input
+        value = self.backbone({k: features[k] for k in wanted} if isinstance(wanted, dict) else features)
         if not self.sequence:
             return value
         if self.pooling == "first":
@@ -95,9 +103,7 @@ class TextEncoder(keras.layers.Layer):
         return tf.reduce_sum(value * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
-        outputs = self.backbone.output
-        value = outputs[self.output_key] if self.output_key is not None else outputs
-        return (input_shape[0], value.shape[-1])
+        return (input_shape[0], self.backbone.output.shape[-1])
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = super().get_config()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mtl_keras.option_types import NonNegativeFloat, PositiveFloat, PositiveInt, Rate
 from mtl_keras.recipes.errors import RecipeError
@@ -272,7 +272,12 @@ def backbone_spec(value: Any) -> Any:
     if isinstance(value, dict) and "keras_hub" in value:
         if "keras_applications" in value:
             raise RecipeError("", "expected one of `keras_applications` and `keras_hub`, got both")
-        return KerasHubSpec.model_validate(value)
+        try:
+            return KerasHubSpec.model_validate(value)
+        except ValidationError as error:
+            from mtl_keras.recipes.errors import translate
+
+            raise translate(error, KerasHubSpec, value) from None
     return value
 
 
