@@ -268,17 +268,19 @@ class KerasHubSpec(Section):
 
 
 def backbone_spec(value: Any) -> Any:
-    """The section class of a ``backbone`` mapping: keras_hub or keras_applications (as given otherwise)."""
-    if isinstance(value, dict) and "keras_hub" in value:
-        if "keras_applications" in value:
-            raise RecipeError("", "expected one of `keras_applications` and `keras_hub`, got both")
-        try:
-            return KerasHubSpec.model_validate(value)
-        except ValidationError as error:
-            from mtl_keras.recipes.errors import translate
+    """A ``backbone`` mapping validated as the section its key names: ``keras_hub`` (:class:`KerasHubSpec`)
+    or ``keras_applications`` (:class:`BackboneSpec`); errors name the key inside it."""
+    if not isinstance(value, dict):
+        return value
+    if "keras_hub" in value and "keras_applications" in value:
+        raise RecipeError("", "expected one of `keras_applications` and `keras_hub`, got both")
+    section: type[Section] = KerasHubSpec if "keras_hub" in value else BackboneSpec
+    try:
+        return section.model_validate(value)
+    except ValidationError as error:
+        from mtl_keras.recipes.errors import translate
 
-            raise translate(error, KerasHubSpec, value) from None
-    return value
+        raise translate(error, section, value) from None
 
 
 class FreezeSpec(Section):
