@@ -513,6 +513,16 @@ def _root_inputs(tensor: Any) -> Any:
     return next(iter(found.values())) if len(found) == 1 else found
 
 
+def check_not_text(features: Any) -> None:
+    """A ValueError when ``features`` are strings: a ``text`` column reached the architecture without the
+    text backbone that turns it into numbers."""
+    if any(getattr(t, "dtype", None) == "string" for t in keras.tree.flatten(features)):
+        raise ValueError(
+            "The architecture received string features: a `text` column needs a text backbone in front "
+            "(`keras_hub_backbone(..., inputs=<the raw features>)`, recipe `backbone: {keras_hub: ...}`)."
+        )
+
+
 def make_inputs(inputs: Any) -> tuple[Any, Any]:
     """Return ``(model inputs, feature tensor)`` for any accepted ``inputs`` value."""
     if isinstance(inputs, RawFeatures):

@@ -177,6 +177,13 @@ def test_a_text_column_goes_to_the_backbone_on_its_own():
         builders.hard_sharing(["a"], keras_hub_backbone(TINY, preprocessor(), inputs=raw))
 
 
+def test_a_text_column_without_a_text_backbone_is_refused():
+    raw = RawFeatures({"text": "text"}, {"text": np.array(["a b", "c"])})
+    for build in (builders.hard_sharing, builders.single_task):
+        with pytest.raises(ValueError, match=r"string features: a `text` column needs a text backbone"):
+            build(["a"], raw)
+
+
 def test_a_csv_text_column_streams_raw_strings_into_the_model(tmp_path):
     from mtl_keras.data import from_csv
 
