@@ -96,6 +96,22 @@ def test_pcgrad_parameter_level_step_updates_the_encoder(data):
     assert sum(moved) >= len(moved) - 1, moved
 
 
+def test_a_frozen_encoder_keeps_its_weights_and_pcgrad_trains_the_trunk(data):
+    dataset, x, y = data
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub_backbone(TINY, preprocessor(), inputs=dataset.input_spec(), trainable=False)
+    model = builders.hard_sharing(dataset.tasks, backbone, trunk=(16,), tower_units=(8,))
+    encoder = model.get_layer("backbone")
+    assert not encoder.trainable_variables and encoder.weights
+    model.compile(keras.optimizers.Adam(0.01), balancer="pcgrad", run_eagerly=True)
+    start = [np.array(w) for w in encoder.weights]
+    trunk = np.array(model.get_layer("shared_0").kernel)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    for a, w in zip(start, encoder.weights, strict=True):
+        np.testing.assert_array_equal(a, np.array(w))
+    assert not np.allclose(trunk, np.array(model.get_layer("shared_0").kernel))
+
+
 def test_keras_file_and_single_task_copies_rebuild_the_encoder(data, tmp_path):
     dataset, x, _ = data
     keras.utils.set_random_seed(0)
