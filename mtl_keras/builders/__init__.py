@@ -8,6 +8,7 @@ from mtl_keras.builders.escm2 import escm2, escm2_labels
 from mtl_keras.builders.esmm import esmm, esmm_labels
 from mtl_keras.builders.hard_sharing import hard_sharing
 from mtl_keras.builders.inputs import RawFeatures
+from mtl_keras.builders.keras_hub_backbone import keras_hub_backbone
 from mtl_keras.builders.mmoe import mmoe, omoe
 from mtl_keras.builders.mtan import mtan
 from mtl_keras.builders.ple import cgc, ple
@@ -30,6 +31,7 @@ __all__ = [
     "get_builder",
     "hard_sharing",
     "keras_application",
+    "keras_hub_backbone",
     "mmoe",
     "mtan",
     "names",

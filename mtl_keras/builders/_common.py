@@ -19,7 +19,7 @@ from typing import Any
 
 import keras
 
-from mtl_keras.builders.inputs import make_inputs, trainable_input_layers
+from mtl_keras.builders.inputs import check_not_text, make_inputs, trainable_input_layers
 from mtl_keras.builders.sharing import bypassing_layers, check_shared_layers
 from mtl_keras.layers._checks import check_positive_int, check_rate
 from mtl_keras.layers.fused_towers import FusedTowers
@@ -223,6 +223,7 @@ def build_model(
     :func:`~mtl_keras.builders.sharing.check_shared_layers`) and representation layer."""
     task_list = as_tasks(tasks)
     model_inputs, features = make_inputs(inputs)
+    check_not_text(features)
     graph = graph_fn(task_list, features, prefix="", **options)
     # Embedding tables of raw features feed every task: shared, before the builder's own (W_s stays last).
     before = trainable_input_layers(features)

@@ -85,7 +85,13 @@ def backbone_layers(model: Any) -> list[Any]:
 
 
 def copy_model(model: Any) -> Any:
-    """A new model of the same structure as ``model`` with a copy of its current weights."""
+    """A new model of the same structure as ``model`` with a copy of its current weights (a layer that is
+    not a ``keras.Model``, such as a keras-hub :class:`~mtl_keras.layers.text_encoder.TextEncoder`, is
+    rebuilt from its config)."""
+    if not isinstance(model, keras.Model):
+        layer = type(model).from_config(model.get_config())
+        layer.set_weights(model.get_weights())
+        return layer
     try:
         copy = keras.models.clone_model(model)
     except (TypeError, ValueError) as error:

@@ -21,6 +21,8 @@ Keras's ``adapt``, so a streamed source needs no arrays in memory. Model inputs,
   ``Embedding``), ``Hashing`` + ``Embedding`` (``id`` with ``hash``), or :class:`SplitTokens` ->
   ``StringLookup`` -> ``Embedding`` -> :class:`MaskedMean` (``multi_hot``; or a ``multi_hot`` vector);
 * ``integer_categorical``: int64 -> ``IntegerLookup`` (one-hot or ``Embedding``);
+* ``text``: string, passed through as it is (``(batch, 1)`` strings) for a text backbone
+  (:func:`~mtl_keras.builders.keras_hub_backbone.keras_hub_backbone`); it must be the only column used;
 * ``skip``: no input.
 
 Embeddings are flattened to ``(batch, dim)``; all encoded columns are concatenated (layer
@@ -82,6 +84,7 @@ INPUT_DTYPES = {
     "integer_categorical": "int64",
     "id": "string",
     "multi_hot": "string",
+    "text": "string",
 }
 
 _SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -404,6 +407,8 @@ class _Encoders:
     def encode(self, name: str, tensor: Any) -> Any:
         column = self.spec.columns[name]
         safe = self.safe[name]
+        if column.kind == "text":
+            return tensor
         if column.kind == "numeric":
             assert column.encoding is not None
             encoder = _NUMERIC_ENCODERS[column.encoding]
@@ -426,6 +431,12 @@ def encode_raw(spec: RawFeatures, inputs: Mapping[str, Any], *, prefix: str = ""
     by preprocessing layers whose names start with ``prefix``: a second call with another prefix makes an
     independent copy (its own embedding tables), as each single-task baseline column needs."""
     used = [name for name, column in spec.columns.items() if column.kind != "skip"]
+    text = [name for name in used if spec.columns[name].kind == "text"]
+    if text and len(used) > 1:
+        raise ValueError(
+            f"Raw feature {text[0]!r} is a text column, which goes to a text backbone on its own; expected "
+            f"the other columns to be 'skip'. Received the columns {used}."
+        )
     safe_names = {k: prefix + v for k, v in safe_input_names(used).items()}
     encoders = _Encoders(spec, safe_names)
     encoded = [encoders.encode(name, inputs[name]) for name in used]
@@ -500,6 +511,16 @@ def _root_inputs(tensor: Any) -> Any:
     if not found:
         raise ValueError(f"Cannot find the keras.Input that tensor {tensor.name!r} was computed from.")
     return next(iter(found.values())) if len(found) == 1 else found
+
+
+def check_not_text(features: Any) -> None:
+    """A ValueError when ``features`` are strings: a ``text`` column reached the architecture without the
+    text backbone that turns it into numbers."""
+    if any(getattr(t, "dtype", None) == "string" for t in keras.tree.flatten(features)):
+        raise ValueError(
+            "The architecture received string features: a `text` column needs a text backbone in front "
+            "(`keras_hub_backbone(..., inputs=<the raw features>)`, recipe `backbone: {keras_hub: ...}`)."
+        )
 
 
 def make_inputs(inputs: Any) -> tuple[Any, Any]:

@@ -12,7 +12,13 @@ from typing import Any
 from mtl_keras.builders._common import Graph
 from mtl_keras.builders.architectures import lookup
 from mtl_keras.builders.backbones import Backbone
-from mtl_keras.builders.inputs import RawFeatures, encode_raw, make_inputs, trainable_input_layers
+from mtl_keras.builders.inputs import (
+    RawFeatures,
+    check_not_text,
+    encode_raw,
+    make_inputs,
+    trainable_input_layers,
+)
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import as_tasks
 
@@ -59,6 +65,7 @@ def single_task(
             layer = backbone.layer()
             layer.name = f"{prefix}{backbone.name}"  # type: ignore[misc]
             column_features = layer(column_features)
+        check_not_text(column_features)
         graph: Graph = column.graph([task], column_features, prefix=prefix, **column.fixed, **options)
         outputs.update(graph.outputs)
     return MultiTaskModel(model_inputs, outputs, tasks=task_list, name=name)

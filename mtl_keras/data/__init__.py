@@ -27,6 +27,7 @@ from mtl_keras.data.sampling import TemperatureSampler, temperature_probabilitie
 from mtl_keras.data.sources import from_csv, from_dataframe, from_dataset, from_parquet, from_tfrecord
 from mtl_keras.data.streamed import StreamedDataset
 from mtl_keras.data.synthetic import gradnorm_toy, sincos, synthetic_mmoe
+from mtl_keras.data.synthetic_text import synthetic_text
 from mtl_keras.data.tfds_builders import CensusConfig, MtlCensus, MtlSyntheticMmoe, SyntheticMmoeConfig
 from mtl_keras.data.tfds_loader import load_tfds
 
@@ -37,6 +38,7 @@ DATASETS: dict[str, Callable[..., MultiTaskDataset | StreamedDataset | MixedData
     "click_conversion": click_conversion,
     "synthetic_mmoe": synthetic_mmoe,
     "sincos": sincos,
+    "synthetic_text": synthetic_text,
     "gradnorm_toy": gradnorm_toy,
     "multidigits": multidigits,
     "multimnist": multimnist,
@@ -96,5 +98,6 @@ __all__ = [
     "sincos",
     "split_validation",
     "synthetic_mmoe",
+    "synthetic_text",
     "temperature_probabilities",
 ]

@@ -18,6 +18,9 @@ kind                      input       encodings (first = default)
 ``id``                    string      ``hash`` (``num_bins`` buckets) | ``vocabulary``, then an embedding
 ``multi_hot``             string      ``embedding``: ``separator``-split tokens, embedded and mean-pooled |
                                       ``multi_hot``: a 0/1 vector over the token vocabulary
+``text``                  string      ``raw``: the string itself, for a text backbone (``backbone:
+                                      {keras_hub: ...}``), which tokenizes it inside the model; a text
+                                      column is the only non-skipped feature (never inferred: set it)
 ``skip``                  (none)      the column is not a feature
 ========================  ==========  ==================================================================
 
@@ -66,7 +69,7 @@ from mtl_keras.data.statistics import ColumnStats
 
 logger = logging.getLogger(__name__)
 
-COLUMN_KINDS = ("numeric", "categorical", "integer_categorical", "id", "multi_hot", "skip")
+COLUMN_KINDS = ("numeric", "categorical", "integer_categorical", "id", "multi_hot", "text", "skip")
 #: Old kind names still accepted, and what they mean now.
 KIND_ALIASES = {"string_categorical": "categorical"}
 #: ``{kind: allowed encodings}``; the first is the default.
@@ -76,6 +79,7 @@ ENCODINGS: dict[str, tuple[str, ...]] = {
     "integer_categorical": ("one_hot", "embedding"),
     "id": ("hash", "vocabulary"),
     "multi_hot": ("embedding", "multi_hot"),
+    "text": ("raw",),
     "skip": (),
 }
 #: Other names of encodings, and what they mean.
@@ -122,7 +126,7 @@ class ColumnSpec(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["numeric", "categorical", "integer_categorical", "id", "multi_hot", "skip"]
+    kind: Literal["numeric", "categorical", "integer_categorical", "id", "multi_hot", "text", "skip"]
     encoding: str | None = None
     embedding_dim: pydantic.PositiveInt | None = None
     num_bins: pydantic.PositiveInt | None = None

@@ -30,7 +30,7 @@ from mtl_keras.data.tables import Part
 from mtl_keras.tasks import Task
 
 #: Feature kinds whose model input is text, and the one whose input is int64.
-TEXT_KINDS = ("categorical", "id", "multi_hot")
+TEXT_KINDS = ("categorical", "id", "multi_hot", "text")
 INTEGER_KINDS = ("integer_categorical",)
 
 

@@ -20,7 +20,7 @@ from mtl_keras.distribute.strategy import in_scope, make_strategy
 from mtl_keras.distribute.stream import StreamSpec
 from mtl_keras.experiments.optimizers import build_optimizer
 from mtl_keras.model import MultiTaskModel
-from mtl_keras.recipes import Recipe, RecipeError
+from mtl_keras.recipes import KerasHubSpec, Recipe, RecipeError
 from mtl_keras.tasks import Task
 
 
@@ -99,6 +99,8 @@ def builder_inputs(recipe: Recipe, dataset: Any) -> Any:
     spec = recipe.backbone
     if spec is None:
         return inputs
+    if isinstance(spec, KerasHubSpec):
+        return _keras_hub_inputs(recipe, spec, inputs)
     if not (isinstance(inputs, tuple) and len(inputs) == 3):
         raise RecipeError(
             "backbone",
@@ -117,6 +119,35 @@ def builder_inputs(recipe: Recipe, dataset: Any) -> Any:
             data_shape=inputs,
         )
     except ValueError as error:
+        raise RecipeError("backbone", str(error)) from None
+
+
+def _keras_hub_inputs(recipe: Recipe, spec: KerasHubSpec, inputs: Any) -> Any:
+    """The recipe's keras-hub text backbone on the data set's one ``text`` column."""
+    from mtl_keras.builders.keras_hub_backbone import keras_hub_backbone
+
+    text = (
+        [n for n, c in inputs.columns.items() if c.kind == "text"] if isinstance(inputs, RawFeatures) else []
+    )
+    if not text:
+        raise RecipeError(
+            "backbone.keras_hub",
+            f"a keras_hub text backbone takes a text column (kind `text`: `features: {{column: text}}` for "
+            f"your own data); the data set's inputs are {inputs!r}",
+        )
+    keras.utils.set_random_seed(recipe.seed)  # the same random backbone for the model and its baselines
+    try:
+        return keras_hub_backbone(
+            spec.keras_hub,
+            spec.preprocessor,
+            output=spec.output,
+            pooling=spec.pooling,
+            sequence_length=spec.sequence_length,
+            load_weights=spec.load_weights,
+            inputs=inputs,
+            trainable=not recipe.freeze.backbone,
+        )
+    except (ValueError, ImportError) as error:
         raise RecipeError("backbone", str(error)) from None
 
 

@@ -1,7 +1,9 @@
 """Check an export directory written by `mtl_keras.export.export_for_serving`, without the project's code.
 
-This file imports only the standard library, numpy and TensorFlow (plus ``tensorflow_serving`` protos, when
-installed), so that running it as a script (``python _standalone_check.py DIR``) proves the SavedModel is
+This file imports only the standard library, numpy and TensorFlow (plus ``tensorflow_serving`` protos and
+``tensorflow_text``, when installed: the latter registers the tokenizer ops a keras-hub text backbone's
+SavedModel needs, as a TF Serving built with tensorflow-text ops would have them; the stock TF Serving
+binary has not, and cannot serve such a model), so that running it as a script (``python _standalone_check.py DIR``) proves the SavedModel is
 self-contained: nothing of ``mtl_keras`` is needed to load and serve it. The report it writes says which
 project modules ended up imported (``environment.mtl_keras_imported`` must be false). Note that
 ``import tensorflow`` itself imports Keras when Keras 3 is installed (TF 2.21), so
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import sys
@@ -34,6 +37,10 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+# Registers tensorflow-text's ops (a keras-hub tokenizer in the graph); absent: no text ops are needed.
+with contextlib.suppress(ImportError):
+    import tensorflow_text  # noqa: F401
 
 TOLERANCE = 1e-6
 REQUEST_FILE = "request.json"
@@ -326,6 +333,7 @@ def _environment() -> dict[str, Any]:
         "mtl_keras_imported": bool(project),
         "project_modules": project,
         "keras_imported": "keras" in sys.modules,
+        "tensorflow_text_imported": "tensorflow_text" in sys.modules,
     }
 
 

@@ -33,10 +33,12 @@ from mtl_keras.recipes.sections import (
     EvaluationSpec,
     ExportSpec,
     FreezeSpec,
+    KerasHubSpec,
     Section,
     TaskSpec,
     TrackingSpec,
     TrainingSpec,
+    backbone_spec,
 )
 
 
@@ -56,8 +58,10 @@ class Recipe(Section):
     data: DataSpec = Field(description="name: <data set> plus its options, or tfds: {...}")
     tasks: dict[str, TaskSpec] = Field(default_factory=dict, description="{task: {weight, metrics, loss}}")
     architecture: ArchitectureSpec = Field(description="name: <architecture> plus its options")
-    backbone: BackboneSpec | None = Field(
-        default=None, description="keras_applications: <model> as the shared start of the architecture"
+    backbone: BackboneSpec | KerasHubSpec | None = Field(
+        default=None,
+        description="keras_applications: <model> or keras_hub: <preset or {class, config}> as the shared "
+        "start of the architecture",
     )
     freeze: FreezeSpec = FreezeSpec()
     encodings: EncodingsSpec = Field(
@@ -85,6 +89,11 @@ class Recipe(Section):
                 if isinstance(module, str):
                     _import(module, directory, f"imports[{i}]")
         return data
+
+    @field_validator("backbone", mode="before")
+    @classmethod
+    def _backbone(cls, value: Any) -> Any:
+        return backbone_spec(value)
 
     @field_validator("tasks", mode="before")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mtl_keras.option_types import NonNegativeFloat, PositiveFloat, PositiveInt, Rate
 from mtl_keras.recipes.errors import RecipeError
@@ -235,6 +235,54 @@ class BackboneSpec(Section):
     pooling: Literal["avg", "max"] | None = "avg"
 
 
+class KerasHubSpec(Section):
+    """A keras-hub text encoder and its string preprocessor as the shared start of the architecture
+    (:func:`~mtl_keras.builders.keras_hub_backbone.keras_hub_backbone`): the data's one ``text`` column goes
+    in as raw strings."""
+
+    keras_hub: str | dict[str, Any] = Field(
+        description="a preset name (downloaded), or {class: <keras_hub.models backbone>, config: {...}}"
+    )
+    preprocessor: dict[str, Any] | None = Field(
+        default=None,
+        description="{class: <keras_hub.models preprocessor>, tokenizer: {class, vocabulary, ...}, "
+        "sequence_length, ...}; default: the preset's",
+    )
+    output: str | None = Field(
+        default=None, description="the backbone output used (default: pooled_output, else sequence_output)"
+    )
+    pooling: Literal["mean", "first"] = Field(
+        default="mean", description="how a (batch, length, hidden) output becomes one vector"
+    )
+    sequence_length: PositiveInt | None = Field(
+        default=None, description="the preprocessor's sequence length (default: the preset's)"
+    )
+    load_weights: bool = Field(default=True, description="a preset's pretrained weights (false: random)")
+
+    @field_validator("keras_hub")
+    @classmethod
+    def _form(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value:
+            raise RecipeError("", "expected a preset name or {class: ..., config: {...}}, got ''")
+        return value
+
+
+def backbone_spec(value: Any) -> Any:
+    """A ``backbone`` mapping validated as the section its key names: ``keras_hub`` (:class:`KerasHubSpec`)
+    or ``keras_applications`` (:class:`BackboneSpec`); errors name the key inside it."""
+    if not isinstance(value, dict):
+        return value
+    if "keras_hub" in value and "keras_applications" in value:
+        raise RecipeError("", "expected one of `keras_applications` and `keras_hub`, got both")
+    section: type[Section] = KerasHubSpec if "keras_hub" in value else BackboneSpec
+    try:
+        return section.model_validate(value)
+    except ValidationError as error:
+        from mtl_keras.recipes.errors import translate
+
+        raise translate(error, section, value) from None
+
+
 class FreezeSpec(Section):
     """Freezing the backbone, and when and how fast it is fine-tuned."""
 
@@ -289,6 +337,7 @@ __all__ = [
     "ExportSpec",
     "FreezeSpec",
     "FusionSpec",
+    "KerasHubSpec",
     "MlflowSpec",
     "OptimizerSpec",
     "ScheduleSpec",

@@ -22,6 +22,7 @@ SMALL_DATA = {
     "sincos": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
     "gradnorm_toy": ["data.n=256", "data.n_validation=64", "data.n_test=64"],
     "multidigits": ["data.n_train=256", "data.n_validation=64", "data.n_test=64"],
+    "synthetic_text": ["data.n=64", "data.n_validation=16", "data.n_test=16"],
     # 400 test impressions of 40 users: most users have both classes, so the report's GAUC is a number
     "click_conversion": ["data.n=512", "data.n_validation=64", "data.n_test=400", "data.num_users=40"],
 }
@@ -63,6 +64,8 @@ def test_recipe_trains_and_reports(recipe, tmp_path, capsys):
     import yaml
 
     spec = yaml.safe_load(recipe.read_text())
+    if "keras_hub" in (spec.get("backbone") or {}):
+        pytest.importorskip("keras_hub")  # the `hub` extra
     data_name = spec["data"]["name"]
     # ESMM-like architectures have no single-task baselines (their heads need each other).
     section = spec.get("baselines") or {}
@@ -107,7 +110,8 @@ def test_recipe_trains_and_reports(recipe, tmp_path, capsys):
         models = report["reference"]["models"]
         assert set(models["gbdt"]) == set(report["tasks"]) and set(models["linear"]) == set(report["tasks"])
         assert "| GBDT | linear |" in (out / "report.md").read_text() and "GBDT" in printed
-    # The README's main job, and a keras.applications backbone: their exports pass --check.
-    if recipe.stem in ("census_mmoe", "multidigits_mobilenet"):
+    # The README's main job, a keras.applications backbone and a keras-hub text backbone (raw strings in,
+    # tokenized inside the SavedModel): their exports pass --check.
+    if recipe.stem in ("census_mmoe", "multidigits_mobilenet", "text_bert_tiny"):
         assert main(["export", "--check", str(tmp_path / "saved_models" / "1")]) == 0
         assert "checker imported mtl_keras: False" in capsys.readouterr().out

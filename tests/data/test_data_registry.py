@@ -13,6 +13,7 @@ def test_datasets_registry_names_the_loaders():
         "click_conversion": data.click_conversion,
         "synthetic_mmoe": data.synthetic_mmoe,
         "sincos": data.sincos,
+        "synthetic_text": data.synthetic_text,
         "gradnorm_toy": data.gradnorm_toy,
         "multidigits": data.multidigits,
         "multimnist": data.multimnist,
