@@ -95,6 +95,7 @@ class Case:
     input_shape: Any = None
     expected_output_shape: Any = None
     trainable: int = 0
+    non_trainable_weights: int = 0
     non_trainable_variables: int = 0
     seed_generators: int = 0
     losses: int = 0
@@ -104,7 +105,7 @@ class Case:
         kwargs: dict[str, Any] = {
             "init_kwargs": self.init_kwargs,
             "expected_num_trainable_weights": self.trainable,
-            "expected_num_non_trainable_weights": 0,
+            "expected_num_non_trainable_weights": self.non_trainable_weights,
             "expected_num_non_trainable_variables": self.non_trainable_variables,
             "expected_num_seed_generators": self.seed_generators,
         }
@@ -170,6 +171,8 @@ CASES = [
         (4, 6),
         (4, 5),
         trainable=4,
+        non_trainable_weights=1,  # the hardening flag
+        non_trainable_variables=1,
         losses=1,
     ),
     # Static DSelect-k: the selector logits and weights are two variables; no regulariser.
@@ -180,6 +183,8 @@ CASES = [
         (4, 6),
         (4, 4),
         trainable=2,
+        non_trainable_weights=1,
+        non_trainable_variables=1,
     ),
     Case(
         "gated_mixture",
