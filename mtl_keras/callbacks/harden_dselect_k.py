@@ -16,7 +16,7 @@ def dselect_k_gates(model: Any) -> list[DSelectKGate]:
 
 
 class HardenDSelectK(keras.callbacks.Callback):
-    """At the start of epoch ``epoch`` (0-based), call :meth:`~mtl_keras.layers.DSelectKGate.harden` on every
+    """At the start of epoch ``epoch`` (0-based; the first epoch at or after it in a resumed run), call :meth:`~mtl_keras.layers.DSelectKGate.harden` on every
     DSelect-k gate of the model: the smooth-step becomes the step ``1[t > 0]``, so each selector picks exactly
     one expert for every example and the remaining epochs train the experts, towers and selector weights
     with that routing fixed.
@@ -28,9 +28,11 @@ class HardenDSelectK(keras.callbacks.Callback):
     def __init__(self, epoch: int) -> None:
         super().__init__()
         self.epoch = check_positive_int(epoch, "epoch")
+        self.hardened_at: int | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if epoch != self.epoch:
+        # The first epoch at or after `epoch` (a run resumed later hardens at once; hardening is idempotent).
+        if epoch < self.epoch or self.hardened_at is not None:
             return
         gates = dselect_k_gates(self.model)
         if not gates:
@@ -40,3 +42,4 @@ class HardenDSelectK(keras.callbacks.Callback):
             )
         for gate in gates:
             gate.harden()
+        self.hardened_at = epoch

@@ -271,3 +271,30 @@ def test_harden_callback_checks_its_epoch_and_the_model():
     model.compile("adam")
     with pytest.raises(ValueError, match="to have a DSelect-k gate"):
         model.fit(x, y, epochs=2, verbose=0, callbacks=[HardenDSelectK(1)])
+
+
+def test_recipe_hardens_the_gates_at_its_epoch(tmp_path):
+    """`training.harden_gates_at_epoch` in a recipe: validated against the gate and the epochs, and a run
+    ends with every gate hardened (at most k non-zero weights on every test row)."""
+    from mtl_keras.experiments import prepare, run
+    from mtl_keras.recipes import RecipeError, validate
+
+    raw = {
+        "name": "hard",
+        "data": {"name": "synthetic_mmoe", "p": 0.5, "n": 256, "dim": 8, "n_validation": 64, "n_test": 64},
+        "architecture": {"name": "mmoe", **SMALL, "gate": "dselect_k", "k": 2},
+        "training": {"epochs": 3, "batch_size": 64, "harden_gates_at_epoch": 2},
+        "baselines": {"single_task": False},
+        "export": {"enabled": False},
+    }
+    with pytest.raises(RecipeError, match=re.escape("training.harden_gates_at_epoch: only DSelect-k gates")):
+        validate({**raw, "architecture": {"name": "mmoe", **SMALL}})
+    with pytest.raises(RecipeError, match=re.escape("expected fewer than training.epochs (3) epochs, got 3")):
+        validate({**raw, "training": {**raw["training"], "harden_gates_at_epoch": 3}})
+    prepared = prepare(validate(raw))
+    run(prepared, tmp_path)
+    gates = dselect_k_gates(prepared.model)
+    assert len(gates) == 2 and all(gate.is_hard for gate in gates)
+    x = np.asarray(prepared.dataset.examples("test", 64), dtype="float32")
+    for gate in gates:
+        assert ((keras.ops.convert_to_numpy(gate(x)) > 0).sum(1) <= 2).all(), gate.name
