@@ -7,6 +7,9 @@ Metrics per model (test split, every impression, clicked or not): cross-entropy 
 against the true CVR (lower is better), AUC against the drawn conversion outcomes, calibration error
 |mean predicted − mean true CVR| and a 10-bin expected calibration error against the true CVR.
 
+ESCM²'s λ and propensity clip default to the values chosen on the validation split by
+benchmarks/click_conversion_escm2_sweep.py; ``--untuned-weight`` adds both variants at λ = 1, clip 0.05.
+
     python benchmarks/click_conversion_cvr.py --seeds 0 1 2 --json benchmarks/results/click_conversion_cvr.json
 """
 
@@ -43,8 +46,10 @@ def run(seed: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     from mtl_keras import Task, builders
     from mtl_keras.data import click_conversion
 
+    # The validation split is the one benchmarks/click_conversion_escm2_sweep.py chose λ and the clip on
+    # (the same size, so the test split is the same draw that follows it); it is not read here.
     data = click_conversion(
-        args.n, seed, n_validation=100, n_test=args.n_test, selection_bias=args.selection_bias
+        args.n, seed, n_validation=args.n_validation, n_test=args.n_test, selection_bias=args.selection_bias
     )
     x, y = data.train.x, data.train.y
     test_x, truth = data.test.x, data.truth["test"]
@@ -62,11 +67,23 @@ def run(seed: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
             None,
         ),
     }
-    for variant in ("ips", "dr"):
+    escm2_settings = {
+        "ips": (args.ips_weight, args.ips_min_propensity),
+        "dr": (args.dr_weight, args.dr_min_propensity),
+    }
+    for variant, (weight, clip) in escm2_settings.items():
         candidates[f"escm2_{variant}"] = (
+            lambda s, v=variant, c=clip: builders.escm2(
+                ["ctr", "ctcvr"], s, variant=v, min_propensity=c, **options
+            ),
+            builders.escm2_labels(click, conversion, variant=variant),
+            {"counterfactual": weight},
+        )
+    for variant in ("ips", "dr") if args.untuned_weight else ():
+        candidates[f"escm2_{variant}_untuned"] = (
             lambda s, v=variant: builders.escm2(["ctr", "ctcvr"], s, variant=v, **options),
             builders.escm2_labels(click, conversion, variant=variant),
-            {"counterfactual": args.counterfactual_weight},
+            {"counterfactual": args.untuned_weight},
         )
     candidates["aitm"] = (
         lambda s: builders.aitm(
@@ -108,7 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--learning-rate", type=float, default=0.002)
-    parser.add_argument("--counterfactual-weight", type=float, default=1.0)
+    parser.add_argument("--n-validation", type=int, default=20_000)
+    # λ and the propensity clip chosen on the validation split (benchmarks/results/click_conversion_escm2_sweep).
+    parser.add_argument("--ips-weight", type=float, default=0.03)
+    parser.add_argument("--ips-min-propensity", type=float, default=0.05)
+    parser.add_argument("--dr-weight", type=float, default=0.03)
+    parser.add_argument("--dr-min-propensity", type=float, default=0.2)
+    parser.add_argument(
+        "--untuned-weight",
+        type=float,
+        default=1.0,
+        help="also run both variants with this λ and the default clip 0.05 (0: not)",
+    )
     parser.add_argument("--calibrator-weight", type=float, default=0.6)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)

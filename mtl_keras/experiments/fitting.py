@@ -55,6 +55,10 @@ def fingerprint(recipe: Recipe, sections: Sequence[str] = RESULT_SECTIONS) -> st
     """A digest of ``sections`` of ``recipe`` and the library version (cached results are reused while it
     holds: the baselines' results, a checkpoint to resume)."""
     dumped = recipe.model_dump()
+    if dumped.get("training", {}).get("harden_gates_at_epoch", 0) is None:
+        del dumped["training"][
+            "harden_gates_at_epoch"
+        ]  # absent: the digests of older recipes stay as they were
     # A backbone, its freezing and distillation decide the result too; left out when absent, so that the
     # digests of recipes without them stay as they were.
     optional = {
@@ -118,6 +122,14 @@ def unfreezing(recipe: Recipe, model: MultiTaskModel) -> list[keras.callbacks.Ca
     if at is None or not backbone_layers(model):
         return []
     return [UnfreezeBackbone(at)]
+
+
+def hardening(recipe: Recipe) -> list[keras.callbacks.Callback]:
+    """The callback hardening every DSelect-k gate at ``training.harden_gates_at_epoch`` (none without it)."""
+    from mtl_keras.callbacks.harden_dselect_k import HardenDSelectK
+
+    at = recipe.training.harden_gates_at_epoch
+    return [] if at is None else [HardenDSelectK(at)]
 
 
 @dataclass
@@ -208,6 +220,7 @@ def fit(
         validation=dataset.batches("validation", max(recipe.training.batch_size, 1024)),
         callbacks=[
             *unfreezing(recipe, model),
+            *hardening(recipe),
             *callbacks,
             *([LossScaleWarning()] if chief else []),
             *stoppers(recipe.training.early_stopping),

@@ -23,6 +23,17 @@ averaged over the batch for the per-example gate), added with ``add_loss``. A st
 exactly ``k`` selections; a per-example gate is exactly sparse only on the examples whose selector logits
 have left ``(−γ/2, γ/2)`` (docs/methods.md has what we measured).
 
+*Hardening* makes every example exactly sparse. With ``Z = W x + b`` every bit has a hyperplane
+``W_j x + b_j = 0`` in the input space and the examples within ``γ / (2‖W_j‖)`` of it are not binary; the
+entropy regulariser narrows that band (it grows ``‖W_j‖``) but cannot empty it unless the data have a
+margin there. :meth:`DSelectKGate.harden` replaces the smooth-step by its ``γ → 0`` limit, the step
+``1[t > 0]``: an example that is already binary keeps its selection, one inside the band has each bit
+rounded to the side its logit is on, and each selector then picks exactly one expert for every input
+(seen or not). The logits get no gradient once hardened (the step is flat), so training after it fine-tunes
+the experts, the towers and ``α`` with the routing fixed; :class:`~mtl_keras.callbacks.HardenDSelectK`
+hardens every gate of a model at a chosen epoch. The flag is a non-trainable variable, saved with the
+weights.
+
 When ``n`` is not a power of two, the ``2^m − n`` spare codes are folded onto experts: code ``c`` is
 expert ``c mod n`` (its weight is added there), so the gate's weights still sum to 1 and a converged
 selector still picks exactly one expert. (The paper assumes ``n`` a power of two for the encoding; this
@@ -122,6 +133,11 @@ class DSelectKGate(keras.layers.Layer):
         self._codes, self._fold = codes, fold
 
     def build(self, input_shape: Any) -> None:
+        # 1.0 once hardened (the smooth-step replaced by the step 1[t > 0]); a variable, so that a compiled
+        # train step reads it and the saved weights keep it.
+        self.hardened = self.add_weight(
+            shape=(), initializer="zeros", dtype="float32", trainable=False, name="hardened"
+        )
         if self.per_example:
             self.selectors.build(input_shape)
             self.selector_weights.build(input_shape)
@@ -148,10 +164,25 @@ class DSelectKGate(keras.layers.Layer):
         in float32."""
         z, _ = self._logits(inputs)
         z = z[:, :, None, :]
-        s = smooth_step(z, self.gamma)
+        step = ops.cast(z > 0, "float32")
+        s = ops.where(self.hardened > 0.5, step, smooth_step(z, self.gamma))
         codes = ops.convert_to_tensor(self._codes)  # (2^m, m)
         per_bit = codes * s + (1.0 - codes) * (1.0 - s)  # (batch, k, 2^m, m)
         return ops.prod(per_bit, axis=-1)
+
+    def harden(self, hard: bool = True) -> None:
+        """Replace the smooth-step by the step ``1[t > 0]`` (``hard=False``: back to the smooth-step). A
+        hardened gate gives every example at most ``k`` non-zero weights; see the module docstring."""
+        if not isinstance(hard, bool):
+            raise ValueError(f"Expected `hard` to be True or False. Received: hard={hard!r}")
+        if not self.built:
+            raise ValueError(f"Expected the DSelect-k gate {self.name!r} to be built before `harden`.")
+        self.hardened.assign(1.0 if hard else 0.0)
+
+    @property
+    def is_hard(self) -> bool:
+        """Whether the gate is hardened (False before it is built)."""
+        return bool(self.built and float(keras.ops.convert_to_numpy(self.hardened)) > 0.5)
 
     def call(self, inputs: Any) -> Any:
         r = self.code_weights(inputs)

@@ -122,6 +122,26 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
+    def _hardening(self) -> Recipe:
+        at = self.training.harden_gates_at_epoch
+        if at is None:
+            return self
+        gate = self.architecture.options.get("gate", "softmax")
+        if gate not in ("dselect_k", "dselect_k_static"):
+            raise RecipeError(
+                "training.harden_gates_at_epoch",
+                f"only DSelect-k gates are hardened; set architecture.gate to dselect_k or dselect_k_static, "
+                f"not {gate!r}",
+            )
+        if at >= self.training.epochs:
+            raise RecipeError(
+                "training.harden_gates_at_epoch",
+                f"expected fewer than training.epochs ({self.training.epochs}) epochs, got {at}: "
+                "the gates would never be hardened",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _seeds_need_baselines(self) -> Recipe:
         if self.seeds > 1 and not self.baselines.single_task:
             raise RecipeError(

@@ -68,6 +68,11 @@ class TrainingSpec(Section):
     steps_per_epoch: PositiveInt | None = Field(
         default=None, description="cap on the steps of an epoch (quick runs)"
     )
+    harden_gates_at_epoch: PositiveInt | None = Field(
+        default=None,
+        description="DSelect-k gates: the epoch (0-based) from which every gate uses the hard step, so each "
+        "example uses at most k experts (callbacks.HardenDSelectK)",
+    )
 
 
 class BaselinesSpec(Section):

@@ -71,6 +71,35 @@ def test_ips_and_dr_losses_match_numpy():
     np.testing.assert_allclose(float(got_dr), dr.mean(), rtol=1e-5)
 
 
+def test_risk_gradients_match_numpy():
+    """Gradients of the per-impression risks, written out by hand: with e = BCE(r, p) and q = max(p_ctr,
+    clip), ∂e/∂p = (p − r) / (p (1 − p)); IPS: ∂/∂p = o ∂e/∂p / q; DR: the same ∂/∂p and ∂/∂ê = 2 o (ê − e) / q
+    (ê is fixed in the risk, e in the imputation loss: the risk trains the CVR tower, the imputation loss the
+    imputation tower, so the CVR tower's DR gradient is IPS's); no gradient to p_ctr in either."""
+    rng = np.random.default_rng(2)
+    n = 40
+    click = (rng.uniform(size=n) < 0.5).astype("float32")
+    conversion = (click * (rng.uniform(size=n) < 0.5)).astype("float32")
+    p_cvr, p_ctr, imputed = rng.uniform(0.02, 0.98, (3, n)).astype("float32")
+    p_ctr[:6] = 0.03
+    o, r, p, h = (a.astype(np.float64) for a in (click, conversion, p_cvr, imputed))
+    q = np.maximum(p_ctr.astype(np.float64), 0.05)
+    de_dp = (p - r) / (p * (1 - p))
+    e = _bce(r, p)
+    for variant in ("ips", "dr"):
+        columns = [p_cvr, p_ctr] + ([imputed] if variant == "dr" else [])
+        y_pred = tf.Variable(np.stack(columns, 1))
+        y_true = np.stack([click, conversion] + [np.zeros(n, "float32")] * (len(columns) - 2), 1)
+        with tf.GradientTape() as tape:
+            per_example = CounterfactualCVR(variant, reduction=None)(y_true, y_pred)
+            total = tf.reduce_sum(per_example)
+        grad = tape.gradient(total, y_pred).numpy().astype(np.float64)
+        np.testing.assert_allclose(grad[:, 0], o * de_dp / q, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(grad[:, 1], 0.0)
+        if variant == "dr":
+            np.testing.assert_allclose(grad[:, 2], 2 * o * (h - e) / q, rtol=1e-4, atol=1e-5)
+
+
 def test_ips_is_unbiased_for_the_risk_over_all_impressions():
     """With the true propensity, the mean IPS risk of the clicked impressions estimates the risk of all
     impressions (what the CVR model would pay on the whole space), while the clicked-only mean does not."""

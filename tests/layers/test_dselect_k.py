@@ -9,6 +9,7 @@ import pytest
 from helpers import check_builder, check_sharing, toy_data, toy_tasks
 
 from mtl_keras import builders
+from mtl_keras.callbacks import HardenDSelectK, dselect_k_gates
 from mtl_keras.export import _standalone_check, export_for_serving
 from mtl_keras.export.check import compare_with_model
 from mtl_keras.layers.dselect_k import DSelectKGate, smooth_step
@@ -186,3 +187,114 @@ def test_recipe_option_is_validated():
     assert recipe.architecture.options["gate"] == "dselect_k" and recipe.architecture.options["k"] == 3
     with pytest.raises(RecipeError, match=re.escape("architecture.gate")):
         validate({**raw, "architecture": {"name": "ple", "gate": "top_k"}})
+
+
+def numpy_hard_gate(x, z_kernel, z_bias, a_kernel, a_bias, k, n):
+    """The γ → 0 limit: bit j of selector i is 1 where its logit is > 0; selector i puts all its weight
+    softmax(α)_i on expert (its code) mod n."""
+    m = max(1, int(np.ceil(np.log2(n))))
+    bits = (x @ z_kernel + z_bias).reshape(len(x), k, m) > 0
+    codes = (bits * (1 << np.arange(m))).sum(-1)  # (batch, k)
+    logits = x @ a_kernel + a_bias
+    alpha = np.exp(logits - logits.max(1, keepdims=True))
+    alpha /= alpha.sum(1, keepdims=True)
+    q = np.zeros((len(x), n))
+    for b in range(len(x)):
+        for i in range(k):
+            q[b, codes[b, i] % n] += alpha[b, i]
+    return q
+
+
+def test_harden_is_the_step_limit_and_can_be_undone():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(9, 3)).astype("float32")
+    gate = DSelectKGate(5, k=3, gamma=1.5, entropy_weight=0.2)
+    gate.build(x.shape)
+    kernels = [rng.normal(0, 0.6, (3, 9)), rng.normal(0, 0.5, 9), rng.normal(size=(3, 3)), rng.normal(size=3)]
+    kernels = [w.astype("float32") for w in kernels]
+    gate.selectors.set_weights(kernels[:2])
+    gate.selector_weights.set_weights(kernels[2:])
+    assert not gate.is_hard
+    gate.harden()
+    assert gate.is_hard
+    hard = keras.ops.convert_to_numpy(gate(x))
+    np.testing.assert_allclose(hard, numpy_hard_gate(x.astype(np.float64), *kernels, 3, 5), atol=1e-6)
+    assert ((hard > 0).sum(1) <= 3).all()
+    assert float(gate.losses[-1]) == 0.0  # every selector one-hot: no entropy left
+    gate.harden(False)
+    soft = keras.ops.convert_to_numpy(gate(x))
+    np.testing.assert_allclose(soft, numpy_gate(x.astype(np.float64), *kernels, 3, 5, 1.5), atol=1e-5)
+    with pytest.raises(ValueError, match=re.escape("Received: hard=1")):
+        gate.harden(1)
+    with pytest.raises(ValueError, match="to be built before `harden`"):
+        DSelectKGate(4).harden()
+
+
+def test_hardened_per_example_gates_of_mmoe_use_at_most_k_experts_on_every_example(tmp_path):
+    """Per-example DSelect-k in MMoE trained soft for 4 epochs, hardened by the callback, trained 2 more:
+    on every training example and on unseen inputs each gate has at most k = 2 non-zero weights, equal to
+    the NumPy step-limit gate of its trained weights; the losses still fall after hardening and the flag
+    survives a .keras round trip."""
+    keras.utils.set_random_seed(0)
+    x, y = toy_data(n=256)
+    model = builders.mmoe(toy_tasks(), 12, **SMALL, gate="dselect_k", k=2, entropy_weight=1.0)
+    model.compile(keras.optimizers.Adam(0.01))
+    history = model.fit(x, y, epochs=6, batch_size=64, verbose=0, callbacks=[HardenDSelectK(4)])
+    assert history.history["loss"][-1] < history.history["loss"][4] < history.history["loss"][0]
+    unseen = np.random.default_rng(1).normal(size=(256, 12)).astype("float32")
+    inputs = np.concatenate([np.asarray(x, dtype="float32"), unseen])
+    assert len(dselect_k_gates(model)) == len(model.task_names)
+    for task in model.task_names:
+        gate = model.get_layer(f"gate_{task}")
+        assert gate.is_hard, task
+        weights = keras.ops.convert_to_numpy(gate(inputs))
+        kernels = [
+            w.astype(np.float64) for w in gate.selectors.get_weights() + gate.selector_weights.get_weights()
+        ]
+        np.testing.assert_allclose(weights, numpy_hard_gate(inputs, *kernels, 2, 4), atol=1e-6)
+        counts = (weights > 0).sum(1)
+        assert counts.min() >= 1 and counts.max() <= 2, (task, np.bincount(counts))
+    path = tmp_path / "hard.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert all(gate.is_hard for gate in dselect_k_gates(loaded))
+    expected, got = model.predict(x, verbose=0), loaded.predict(x, verbose=0)
+    for task in model.task_names:
+        np.testing.assert_allclose(got[task], expected[task], atol=1e-6)
+
+
+def test_harden_callback_checks_its_epoch_and_the_model():
+    with pytest.raises(ValueError, match=re.escape("Received: epoch=0")):
+        HardenDSelectK(0)
+    x, y = toy_data(n=32)
+    model = builders.mmoe(toy_tasks(), 12, **SMALL)
+    model.compile("adam")
+    with pytest.raises(ValueError, match="to have a DSelect-k gate"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[HardenDSelectK(1)])
+
+
+def test_recipe_hardens_the_gates_at_its_epoch(tmp_path):
+    """`training.harden_gates_at_epoch` in a recipe: validated against the gate and the epochs, and a run
+    ends with every gate hardened (at most k non-zero weights on every test row)."""
+    from mtl_keras.experiments import prepare, run
+    from mtl_keras.recipes import RecipeError, validate
+
+    raw = {
+        "name": "hard",
+        "data": {"name": "synthetic_mmoe", "p": 0.5, "n": 256, "dim": 8, "n_validation": 64, "n_test": 64},
+        "architecture": {"name": "mmoe", **SMALL, "gate": "dselect_k", "k": 2},
+        "training": {"epochs": 3, "batch_size": 64, "harden_gates_at_epoch": 2},
+        "baselines": {"single_task": False},
+        "export": {"enabled": False},
+    }
+    with pytest.raises(RecipeError, match=re.escape("training.harden_gates_at_epoch: only DSelect-k gates")):
+        validate({**raw, "architecture": {"name": "mmoe", **SMALL}})
+    with pytest.raises(RecipeError, match=re.escape("expected fewer than training.epochs (3) epochs, got 3")):
+        validate({**raw, "training": {**raw["training"], "harden_gates_at_epoch": 3}})
+    prepared = prepare(validate(raw))
+    run(prepared, tmp_path)
+    gates = dselect_k_gates(prepared.model)
+    assert len(gates) == 2 and all(gate.is_hard for gate in gates)
+    x = np.asarray(prepared.dataset.examples("test", 64), dtype="float32")
+    for gate in gates:
+        assert ((keras.ops.convert_to_numpy(gate(x)) > 0).sum(1) <= 2).all(), gate.name

@@ -96,6 +96,7 @@ class Case:
     input_shape: Any = None
     expected_output_shape: Any = None
     trainable: int = 0
+    non_trainable_weights: int = 0
     non_trainable_variables: int = 0
     non_trainable_weights: int = 0
     seed_generators: int = 0
@@ -172,6 +173,8 @@ CASES = [
         (4, 6),
         (4, 5),
         trainable=4,
+        non_trainable_weights=1,  # the hardening flag
+        non_trainable_variables=1,
         losses=1,
     ),
     # Static DSelect-k: the selector logits and weights are two variables; no regulariser.
@@ -182,6 +185,8 @@ CASES = [
         (4, 6),
         (4, 4),
         trainable=2,
+        non_trainable_weights=1,
+        non_trainable_variables=1,
     ),
     Case(
         "gated_mixture",
