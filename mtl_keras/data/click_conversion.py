@@ -45,7 +45,9 @@ class ClickConversionDataset(MultiTaskDataset):
 
     ``truth[split]`` holds float64 arrays over every impression of the split: ``"ctr"`` the true click
     probability, ``"cvr"`` the true conversion probability (clicked or not), ``"conversion"`` the drawn
-    conversion outcome (also where it was not observed) and ``"click"`` the drawn click.
+    conversion outcome (also where it was not observed), ``"click"`` the drawn click, ``"logged_conversion"``
+    the conversion as the log holds it (0 where a delayed conversion came after the cut, NaN where missing;
+    equal to ``"conversion"`` by default) and ``"elapsed"`` the time from the impression to the cut.
     """
 
     truth: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
@@ -86,6 +88,8 @@ def click_conversion(
     ctr_bias: float = -2.0,
     cvr_bias: float = -1.5,
     layout: str = "observed",
+    conversion_delay: NonNegativeFloat = 0.0,
+    missing_conversions: NonNegativeFloat = 0.0,
 ) -> ClickConversionDataset:
     """Impressions with user and item ids, clicks and conversions, and the true CTR and CVR of each.
 
@@ -105,6 +109,12 @@ def click_conversion(
             and ``ctcvr`` (click and conversion, over all impressions); ``"sequential"``: the steps of the
             funnel for AITM, ``ctr`` (the click) then ``ctcvr`` (click and conversion), both over all
             impressions.
+        conversion_delay: mean delay of a conversion after its click, in units of the logging window
+            (exponential); 0 (default): every conversion is logged. Each impression happened a
+            Uniform(0, 1) time before the log was cut; a conversion whose delay exceeds that time is not
+            in the log yet and its label reads 0 (the false negatives of delayed feedback).
+        missing_conversions: the share of impressions whose conversion label is missing altogether (NaN in
+            ``conversion`` / ``ctcvr``; partial labels), drawn independently of everything else.
 
     Returns:
         A :class:`ClickConversionDataset` (a `MultiTaskDataset`) with dict inputs ``user_id``,
@@ -129,7 +139,20 @@ def click_conversion(
     cvr_bias = _check_number("cvr_bias", cvr_bias)
     if layout not in LAYOUTS:
         raise ValueError(f"Expected `layout` to be one of {list(LAYOUTS)}. Received: layout={layout!r}")
+    delay = _check_number("conversion_delay", conversion_delay)
+    if delay < 0:
+        raise ValueError(
+            f"Expected `conversion_delay` to be >= 0. Received: conversion_delay={conversion_delay!r}"
+        )
+    missing = _check_number("missing_conversions", missing_conversions)
+    if not 0.0 <= missing < 1.0:
+        raise ValueError(
+            "Expected `missing_conversions` to be in [0, 1). "
+            f"Received: missing_conversions={missing_conversions!r}"
+        )
     rng = np.random.default_rng(_check_seed(seed))
+    # the logging draws have their own stream: without them, the impressions are the same as before
+    logging_rng = np.random.default_rng([_check_seed(seed), 1])
 
     # === the model, drawn once ===
     user_p, item_p = _popularity(num_users, exponent, rng), _popularity(num_items, exponent, rng)
@@ -172,14 +195,27 @@ def click_conversion(
         }
         for j in range(num_numeric):
             features[f"x_{j}"] = x[:, j].astype(np.float32)
+        logged = conversion
+        elapsed = logging_rng.uniform(size=size)
+        if delay > 0:
+            logged = np.where(logging_rng.exponential(delay, size=size) <= elapsed, conversion, 0.0)
+        if missing > 0:
+            logged = np.where(logging_rng.uniform(size=size) < missing, np.nan, logged)
         if layout == "observed":
-            labels = {"click": click, "conversion": np.where(click == 1, conversion, np.nan)}
+            labels = {"click": click, "conversion": np.where(click == 1, logged, np.nan)}
         elif layout == "sequential":
-            labels = {"ctr": click, "ctcvr": click * conversion}
+            labels = {"ctr": click, "ctcvr": click * logged}
         else:
-            labels = {"ctr": click, "cvr": np.full(size, np.nan), "ctcvr": click * conversion}
+            labels = {"ctr": click, "cvr": np.full(size, np.nan), "ctcvr": click * logged}
         splits[name] = Split(x=features, y=labels)
-        truth[name] = {"ctr": p_click, "cvr": p_conversion, "click": click, "conversion": conversion}
+        truth[name] = {
+            "ctr": p_click,
+            "cvr": p_conversion,
+            "click": click,
+            "conversion": conversion,
+            "logged_conversion": logged,
+            "elapsed": elapsed,
+        }
 
     names = {"observed": ["click", "conversion"], "sequential": ["ctr", "ctcvr"]}.get(
         layout, ["ctr", "cvr", "ctcvr"]
@@ -195,7 +231,8 @@ def click_conversion(
         features=kinds,
         description=(
             f"Synthetic click -> conversion impressions: {num_users} users, {num_items} items, "
-            f"selection_bias={strength}, layout={layout!r} (conversions observed only after a click); "
+            f"selection_bias={strength}, layout={layout!r} (conversions observed only after a click), "
+            f"conversion_delay={delay}, missing_conversions={missing}; "
             "true CTR and CVR of every impression in `truth`."
         ),
         truth=truth,

@@ -19,7 +19,7 @@ def test_shapes_kinds_and_the_observed_layout():
     assert [k for k, v in data.features.items() if v == "numeric"] == ["x_0", "x_1", "x_2", "x_3"]
     assert [len(s) for s in data.splits.values()] == [4000, 50, 60]
     train, truth = data.train, data.truth["train"]
-    assert sorted(truth) == ["click", "conversion", "ctr", "cvr"]
+    assert sorted(truth) == ["click", "conversion", "ctr", "cvr", "elapsed", "logged_conversion"]
     assert all(v.shape == (4000,) for v in truth.values())
     assert np.all((truth["ctr"] > 0) & (truth["ctr"] < 1) & (truth["cvr"] > 0) & (truth["cvr"] < 1))
     clicked = train.y["click"] == 1
@@ -106,3 +106,43 @@ def test_sequential_layout_is_the_funnel_for_aitm():
 def test_errors(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         click_conversion(**{**SMALL, **kwargs})
+
+
+def test_delayed_conversions_read_zero_at_the_cut_at_the_exponential_rate():
+    """With mean delay m and Uniform(0, 1) time to the cut, a conversion is logged with probability
+    ∫₀¹ (1 − e^(−t/m)) dt = 1 − m (1 − e^(−1/m)); a later one reads 0. The impressions are unchanged."""
+    mean_delay = 0.5
+    plain = click_conversion(seed=3, **{**SMALL, "n": 40_000})
+    data = click_conversion(seed=3, **{**SMALL, "n": 40_000}, conversion_delay=mean_delay)
+    truth = data.truth["train"]
+    np.testing.assert_array_equal(truth["cvr"], plain.truth["train"]["cvr"])
+    np.testing.assert_array_equal(truth["conversion"], plain.truth["train"]["conversion"])
+    converted = truth["conversion"] == 1
+    logged = truth["logged_conversion"]
+    assert np.all(logged[~converted] == 0) and set(np.unique(logged)) == {0.0, 1.0}
+    want = 1 - mean_delay * (1 - np.exp(-1 / mean_delay))
+    share = logged[converted].mean()
+    assert abs(share - want) < 4 * np.sqrt(want * (1 - want) / converted.sum())
+    # late conversions are the ones with little time to the cut
+    assert (
+        truth["elapsed"][converted & (logged == 1)].mean()
+        > truth["elapsed"][converted & (logged == 0)].mean()
+    )
+    clicked = data.train.y["click"] == 1
+    np.testing.assert_array_equal(data.train.y["conversion"][clicked], logged[clicked])
+
+
+def test_missing_conversion_labels_are_nan_at_the_given_share():
+    data = click_conversion(seed=4, **{**SMALL, "n": 20_000}, layout="entire_space", missing_conversions=0.3)
+    ctcvr = data.train.y["ctcvr"]
+    assert abs(np.isnan(ctcvr).mean() - 0.3) < 4 * np.sqrt(0.21 / 20_000)
+    assert not np.isnan(data.train.y["ctr"]).any()
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [("conversion_delay", -1.0, ">= 0"), ("missing_conversions", 1.0, r"\[0, 1\)")],
+)
+def test_bad_logging_options_name_the_option(option, value, expected):
+    with pytest.raises(ValueError, match=rf"`{option}`.*{expected}.*{option}={value}"):
+        click_conversion(**SMALL, **{option: value})
