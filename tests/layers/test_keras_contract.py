@@ -44,6 +44,7 @@ from mtl_keras.layers.piecewise_linear import PiecewiseLinearEncoding
 from mtl_keras.layers.sluice import LayerStitch
 from mtl_keras.layers.soft_sharing import SoftSharedDense
 from mtl_keras.layers.task_attention import TaskAttention
+from mtl_keras.layers.text_encoder import TextEncoder
 from mtl_keras.layers.tokens import MaskedMean, SplitTokens
 from mtl_keras.layers.towers import Tower
 from mtl_keras.model import BalancerState
@@ -330,6 +331,33 @@ CASES = [
     # String in, string out (no float inputs for the harness to draw, nothing to train): config and
     # serialization only; its values are tested in tests/builders/test_inputs_kinds.py.
     Case("split_tokens", SplitTokens, {"separator": ";"}),
+    # A keras-hub text encoder (strings in; needs keras-hub): config and serialization only; its values,
+    # training and round trip are tested in tests/builders/test_keras_hub_backbone.py.
+    Case(
+        "text_encoder",
+        TextEncoder,
+        {
+            "backbone_spec": {
+                "class": "BertBackbone",
+                "config": {
+                    "num_layers": 1,
+                    "num_heads": 2,
+                    "hidden_dim": 8,
+                    "intermediate_dim": 16,
+                    "max_sequence_length": 8,
+                    "dropout": 0.0,
+                },
+            },
+            "preprocessor_spec": {
+                "class": "BertTextClassifierPreprocessor",
+                "tokenizer": {
+                    "class": "BertTokenizer",
+                    "vocabulary": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"],
+                },
+                "sequence_length": 8,
+            },
+        },
+    ),
     # The balancer's variable container is never called (no graph position): config and serialization only.
     Case("balancer_state", BalancerState, {}),
     # Post-hoc calibration: fitted values are constructor arguments, no weights.
@@ -362,6 +390,8 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_layer_passes_the_keras_layer_harness(harness: _KerasLayerHarness, case: Case) -> None:
+    if case.layer_cls is TextEncoder:
+        pytest.importorskip("keras_hub")
     harness.run_layer_test(case.layer_cls, **case.kwargs())
 
 
